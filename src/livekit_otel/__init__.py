@@ -1,0 +1,1 @@
+"""livekit-otel (work in progress)."""

@@ -1,0 +1,1 @@
+"""Shared fixtures: a local OTLP/HTTP receiver and scripted offline sessions."""
