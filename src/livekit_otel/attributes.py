@@ -1,0 +1,168 @@
+"""Every span name and attribute key livekit-otel emits.
+
+The names are an API (see ``docs/spans.md``): dashboards, alerts and Langfuse filters are
+built on them. Keys of the OpenTelemetry GenAI conventions come from the
+``opentelemetry-semantic-conventions`` package when the installed release defines them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
+
+
+def _genai(constant: str, key: str) -> str:
+    """The key of a GenAI convention constant, or ``key`` on releases that lack it."""
+    value = getattr(_gen_ai, constant, key)
+    return value if isinstance(value, str) else key
+
+
+# -- span names ---------------------------------------------------------------------------
+SPAN_AGENT_SESSION: Final = "agent_session"
+SPAN_SESSION_START: Final = "session_start"
+SPAN_SESSION_CLOSE: Final = "session_close"
+SPAN_USER_TURN: Final = "user_turn"
+SPAN_END_OF_TURN: Final = "end_of_turn"
+SPAN_AGENT_TURN: Final = "agent_turn"
+SPAN_LLM_NODE: Final = "llm_node"
+SPAN_FUNCTION_TOOL: Final = "function_tool"
+SPAN_TTS_NODE: Final = "tts_node"
+
+# -- LiveKit (lk.*) -------------------------------------------------------------------------
+METRICS_PREFIX: Final = "lk."  # lk.<kind>.<field>, kind one of METRICS_KINDS
+METRICS_KINDS: Final = ("stt", "llm", "tts", "eou", "vad", "realtime")
+METRICS_REQUESTS_FIELD: Final = "requests"
+
+LK_AGENT_NAME: Final = "lk.agent.name"
+LK_ROOM_NAME: Final = "lk.room.name"
+LK_JOB_ID: Final = "lk.job.id"
+LK_SPEECH_ID: Final = "lk.speech_id"
+LK_SESSION_CLOSE_REASON: Final = "lk.session.close_reason"
+LK_SESSION_CLOSE_ERROR: Final = "lk.session.close_error"
+LK_USAGE_LLM_PROMPT_TOKENS: Final = "lk.usage.llm_prompt_tokens"
+LK_USAGE_LLM_PROMPT_CACHED_TOKENS: Final = "lk.usage.llm_prompt_cached_tokens"
+LK_USAGE_LLM_COMPLETION_TOKENS: Final = "lk.usage.llm_completion_tokens"
+LK_USAGE_TTS_CHARACTERS: Final = "lk.usage.tts_characters_count"
+LK_USAGE_TTS_AUDIO_DURATION: Final = "lk.usage.tts_audio_duration"
+LK_USAGE_STT_AUDIO_DURATION: Final = "lk.usage.stt_audio_duration"
+LK_SESSION_TURNS: Final = "lk.session.agent_turns"
+
+LK_TURN_INTERRUPTED: Final = "lk.turn.interrupted"
+LK_TURN_DISCARDED: Final = "lk.turn.discarded"
+LK_TURN_SOURCE: Final = "lk.turn.source"
+LK_TURN_EOU_DELAY: Final = "lk.turn.eou_delay"
+LK_TURN_LLM_TTFT: Final = "lk.turn.llm_ttft"
+LK_TURN_TTS_TTFB: Final = "lk.turn.tts_ttfb"
+LK_TURN_TOTAL_LATENCY: Final = "lk.turn.total_latency"
+LK_TURN_USER_TEXT: Final = "lk.turn.user_text"
+LK_TURN_AGENT_TEXT: Final = "lk.turn.agent_text"
+
+LK_USER_TRANSCRIPT: Final = "lk.user.transcript"
+LK_USER_INPUT_MODE: Final = "lk.user.input_mode"  # "audio" or "text"
+LK_USER_TURN_COMMITTED: Final = "lk.user_turn.committed"
+LK_STT_MODEL: Final = "lk.stt.model"
+LK_STT_PROVIDER: Final = "lk.stt.provider"
+LK_TTS_MODEL: Final = "lk.tts.model"
+LK_TTS_PROVIDER: Final = "lk.tts.provider"
+LK_TTS_TEXT: Final = "lk.tts.text"
+
+LK_LLM_PROMPT_ITEMS: Final = "lk.llm.prompt.items"
+LK_LLM_PROMPT_CAPTURED_ITEMS: Final = "lk.llm.prompt.captured_items"
+LK_LLM_PROMPT_CONTINUES: Final = "lk.llm.prompt.continues_span_id"
+LK_LLM_OUTPUT_TEXT: Final = "lk.llm.output.text"
+LK_LLM_OUTPUT_TOOL_CALLS: Final = "lk.llm.output.tool_calls"
+LK_TOOL_ARGUMENTS: Final = "lk.function_tool.arguments"
+LK_TOOL_OUTPUT: Final = "lk.function_tool.output"
+LK_TOOL_IS_ERROR: Final = "lk.function_tool.is_error"
+
+LK_ERROR_EVENT: Final = "lk.error"
+LK_ERROR_SOURCE: Final = "lk.error.source"
+LK_ERROR_TYPE: Final = "lk.error.type"
+LK_ERROR_RECOVERABLE: Final = "lk.error.recoverable"
+LK_HANDOFF_EVENT: Final = "lk.agent_handoff"
+
+# -- session and user, read by Langfuse and Phoenix ---------------------------------------
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+METADATA: Final = "metadata"  # OpenInference: one JSON object
+
+# -- OpenTelemetry GenAI conventions -------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = _genai("GEN_AI_OPERATION_NAME", "gen_ai.operation.name")
+GEN_AI_REQUEST_MODEL: Final = _genai("GEN_AI_REQUEST_MODEL", "gen_ai.request.model")
+GEN_AI_RESPONSE_MODEL: Final = _genai("GEN_AI_RESPONSE_MODEL", "gen_ai.response.model")
+GEN_AI_PROVIDER_NAME: Final = _genai("GEN_AI_PROVIDER_NAME", "gen_ai.provider.name")
+GEN_AI_CONVERSATION_ID: Final = _genai("GEN_AI_CONVERSATION_ID", "gen_ai.conversation.id")
+GEN_AI_AGENT_NAME: Final = _genai("GEN_AI_AGENT_NAME", "gen_ai.agent.name")
+GEN_AI_USAGE_INPUT_TOKENS: Final = _genai("GEN_AI_USAGE_INPUT_TOKENS", "gen_ai.usage.input_tokens")
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = _genai(
+    "GEN_AI_USAGE_OUTPUT_TOKENS", "gen_ai.usage.output_tokens"
+)
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = _genai(
+    "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
+)
+GEN_AI_RESPONSE_FINISH_REASONS: Final = _genai(
+    "GEN_AI_RESPONSE_FINISH_REASONS", "gen_ai.response.finish_reasons"
+)
+GEN_AI_TOOL_NAME: Final = _genai("GEN_AI_TOOL_NAME", "gen_ai.tool.name")
+GEN_AI_TOOL_CALL_ID: Final = _genai("GEN_AI_TOOL_CALL_ID", "gen_ai.tool.call.id")
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = _genai(
+    "GEN_AI_TOOL_CALL_ARGUMENTS", "gen_ai.tool.call.arguments"
+)
+GEN_AI_TOOL_CALL_RESULT: Final = _genai("GEN_AI_TOOL_CALL_RESULT", "gen_ai.tool.call.result")
+GEN_AI_TOOL_TYPE: Final = _genai("GEN_AI_TOOL_TYPE", "gen_ai.tool.type")
+GEN_AI_INPUT_MESSAGES: Final = _genai("GEN_AI_INPUT_MESSAGES", "gen_ai.input.messages")
+GEN_AI_OUTPUT_MESSAGES: Final = _genai("GEN_AI_OUTPUT_MESSAGES", "gen_ai.output.messages")
+GEN_AI_REQUEST_TEMPERATURE: Final = _genai(
+    "GEN_AI_REQUEST_TEMPERATURE", "gen_ai.request.temperature"
+)
+GEN_AI_OPERATION_CHAT: Final = "chat"
+GEN_AI_OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+GEN_AI_OPERATION_INVOKE_AGENT: Final = "invoke_agent"
+
+# -- Langfuse (read by its OTLP ingestion) -------------------------------------------------
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
+LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
+LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
+LANGFUSE_TRACE_INPUT: Final = "langfuse.trace.input"
+LANGFUSE_TRACE_OUTPUT: Final = "langfuse.trace.output"
+LANGFUSE_RELEASE: Final = "langfuse.release"
+LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
+LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"
+LANGFUSE_OBSERVATION_INPUT: Final = "langfuse.observation.input"
+LANGFUSE_OBSERVATION_OUTPUT: Final = "langfuse.observation.output"
+LANGFUSE_OBSERVATION_LEVEL: Final = "langfuse.observation.level"
+LANGFUSE_OBSERVATION_STATUS_MESSAGE: Final = "langfuse.observation.status_message"
+LANGFUSE_COMPLETION_START_TIME: Final = "langfuse.observation.completion_start_time"
+LANGFUSE_MODEL_PARAMETERS: Final = "langfuse.observation.model.parameters"
+LANGFUSE_TYPE_GENERATION: Final = "generation"
+LANGFUSE_TYPE_TOOL: Final = "tool"
+LANGFUSE_TYPE_AGENT: Final = "agent"
+LANGFUSE_TYPE_SPAN: Final = "span"
+
+# -- OpenInference (read by Arize Phoenix) ------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+INPUT_VALUE: Final = "input.value"
+INPUT_MIME_TYPE: Final = "input.mime_type"
+OUTPUT_VALUE: Final = "output.value"
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
+LLM_MODEL_NAME: Final = "llm.model_name"
+LLM_PROVIDER: Final = "llm.provider"
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+LLM_TOKEN_COUNT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+TOOL_NAME: Final = "tool.name"
+TOOL_CALL_ID: Final = "tool_call.id"
+TOOL_PARAMETERS: Final = "tool.parameters"
+KIND_CHAIN: Final = "CHAIN"
+KIND_AGENT: Final = "AGENT"
+KIND_LLM: Final = "LLM"
+KIND_TOOL: Final = "TOOL"
+MIME_JSON: Final = "application/json"
+MIME_TEXT: Final = "text/plain"
+
+# -- trace layout -------------------------------------------------------------------------
+INSTRUMENTATION_SCOPE: Final = "livekit_otel"  # never "livekit-agents": Langfuse special-cases it

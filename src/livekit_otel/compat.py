@@ -1,0 +1,251 @@
+"""Every difference between livekit-agents releases, in one place.
+
+Wrappers ask this module where things are and what they look like; no version check
+lives anywhere else. Features are detected, not inferred from version strings, except
+for the supported-range check at ``instrument()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from opentelemetry import trace
+
+logger = logging.getLogger("livekit_otel")
+
+OLDEST_SUPPORTED = (1, 3, 6)
+NEWEST_TESTED = (1, 8)  # every 1.8.x release
+SUPPORTED_RANGE = "livekit-agents >= 1.3.6, < 1.9"
+
+MODULE_SESSION = "livekit.agents.voice.agent_session"
+MODULE_ACTIVITY = "livekit.agents.voice.agent_activity"
+
+
+class UnsupportedVersionError(RuntimeError):
+    """The installed livekit-agents is older than the oldest release livekit-otel supports."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One place livekit-otel wraps: ``module.attribute`` (``attribute`` may be ``Class.method``)."""
+
+    module: str
+    attribute: str
+    feature: str
+
+    def exists(self) -> bool:
+        """Whether the installed release has this attribute."""
+        try:
+            target: Any = importlib.import_module(self.module)
+        except ImportError:
+            return False
+        for part in self.attribute.split("."):
+            target = getattr(target, part, None)
+            if target is None:
+                return False
+        return True
+
+
+def livekit_version() -> str:
+    """The installed livekit-agents version string, or ``"0"`` when it is not installed."""
+    try:
+        return version("livekit-agents")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _release(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_supported() -> None:
+    """Raise for a release older than 1.3.6; warn once for one newer than the tested range."""
+    found = livekit_version()
+    release = _release(found)
+    if release < OLDEST_SUPPORTED:
+        raise UnsupportedVersionError(
+            f"livekit-otel supports {SUPPORTED_RANGE}; found livekit-agents {found}. "
+            "Upgrade livekit-agents to 1.3.6 or newer."
+        )
+    if release[:2] > NEWEST_TESTED:
+        logger.warning(
+            "livekit-otel was tested with %s; livekit-agents %s is newer, so it instruments "
+            "the hooks it finds and warns about any it cannot",
+            SUPPORTED_RANGE,
+            found,
+        )
+
+
+# -- hooks ----------------------------------------------------------------------------------
+SESSION_START = Hook(MODULE_SESSION, "AgentSession.start", "sessions")
+SESSION_CLOSE = Hook(MODULE_SESSION, "AgentSession._aclose_impl", "session close")
+SESSION_EMIT = Hook(MODULE_SESSION, "AgentSession.emit", "events and metrics")
+END_OF_TURN = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_turn", "user turns")
+LLM_INFERENCE = Hook(MODULE_ACTIVITY, "perform_llm_inference", "llm_node spans")
+TTS_INFERENCE = Hook(MODULE_ACTIVITY, "perform_tts_inference", "tts_node spans")
+TOOL_EXECUTIONS = Hook(MODULE_ACTIVITY, "perform_tool_executions", "function_tool spans")
+REQUIRED_HOOKS = (SESSION_START, SESSION_CLOSE, SESSION_EMIT)
+
+
+# -- reading livekit objects -------------------------------------------------------------
+def _activity_module() -> Any:
+    return importlib.import_module(MODULE_ACTIVITY)
+
+
+def _context_var(name: str) -> ContextVar[Any] | None:
+    var = getattr(_activity_module(), name, None)
+    return var if isinstance(var, ContextVar) else None
+
+
+_speech_var: ContextVar[Any] | None = None
+_activity_var: ContextVar[Any] | None = None
+
+
+def load_context_vars() -> None:
+    """Look up LiveKit's task-local speech and activity variables once, at instrument time."""
+    global _speech_var, _activity_var
+    _speech_var = _context_var("_SpeechHandleContextVar")
+    _activity_var = _context_var("_AgentActivityContextVar")
+
+
+def current_speech() -> Any | None:
+    """The ``SpeechHandle`` whose reply task is running, or ``None``."""
+    return _speech_var.get(None) if _speech_var is not None else None
+
+
+def current_activity() -> Any | None:
+    """The ``AgentActivity`` whose task is running, or ``None``."""
+    return _activity_var.get(None) if _activity_var is not None else None
+
+
+def activity_session(activity: Any) -> Any | None:
+    """The ``AgentSession`` an ``AgentActivity`` belongs to."""
+    return getattr(activity, "_session", None) or getattr(activity, "session", None)
+
+
+def agent_name(agent: Any) -> str:
+    """An agent's label (1.1+ has ``label``), else its class name."""
+    label = getattr(agent, "label", None)
+    return label if isinstance(label, str) and label else type(agent).__name__
+
+
+def speech_interrupted(handle: Any) -> bool:
+    """Whether a speech handle was interrupted."""
+    return bool(getattr(handle, "interrupted", False))
+
+
+def speech_scheduled(handle: Any) -> bool:
+    """Whether a speech handle was ever scheduled (a discarded preemptive attempt was not)."""
+    scheduled = getattr(handle, "scheduled", None)
+    if isinstance(scheduled, bool):
+        return scheduled
+    event = getattr(handle, "_scheduled_fut", None)
+    done = getattr(event, "done", None)
+    return bool(done()) if callable(done) else True
+
+
+def model_and_provider(component: Any) -> tuple[str | None, str | None]:
+    """``model`` and ``provider`` of an STT, LLM or TTS object, where the release has them."""
+    if component is None:
+        return None, None
+    model = _safe_str(component, "model")
+    provider = _safe_str(component, "provider")
+    return model, provider
+
+
+def _safe_str(component: Any, name: str) -> str | None:
+    try:
+        value = getattr(component, name, None)
+    except Exception:
+        return None
+    return value if isinstance(value, str) and value and value != "unknown" else None
+
+
+def session_component(session: Any, name: str) -> Any | None:
+    """The session's (or the current agent's) ``stt``, ``llm`` or ``tts``."""
+    activity = getattr(session, "_activity", None)
+    component = getattr(activity, name, None) if activity is not None else None
+    if component is None:
+        component = getattr(session, name, None)
+    return component
+
+
+def job_info() -> tuple[str | None, str | None]:
+    """Room name and job id when running inside a LiveKit job, else ``(None, None)``."""
+    try:
+        from livekit.agents import get_job_context
+
+        context = get_job_context()
+    except Exception:
+        return None, None
+    if context is None:
+        return None, None
+    room = getattr(context, "room", None)
+    job = getattr(context, "job", None)
+    room_name = getattr(room, "name", None) or getattr(getattr(job, "room", None), "name", None)
+    job_id = getattr(job, "id", None)
+    return (room_name or None), (job_id or None)
+
+
+# -- LiveKit's built-in telemetry ---------------------------------------------------------
+def _builtin_tracer() -> Any | None:
+    try:
+        from livekit.agents import telemetry
+    except Exception:
+        return None
+    return getattr(telemetry, "tracer", None)
+
+
+def builtin_provider() -> Any | None:
+    """The provider LiveKit's own spans go to (the global one unless it was set explicitly)."""
+    builtin = _builtin_tracer()
+    if builtin is None:
+        return None
+    provider = getattr(builtin, "_tracer_provider", None)
+    if provider is None or isinstance(provider, trace.ProxyTracerProvider):
+        return trace.get_tracer_provider()
+    return provider
+
+
+def builtin_reaches(provider: Any) -> bool:
+    """Whether LiveKit's built-in spans would be exported through ``provider``."""
+    return provider is not None and builtin_provider() is provider
+
+
+def silence_builtin() -> Any | None:
+    """Send LiveKit's built-in spans nowhere; returns what to pass to :func:`restore_builtin`."""
+    builtin = _builtin_tracer()
+    set_provider = getattr(builtin, "set_provider", None)
+    if builtin is None or not callable(set_provider):
+        return None
+    previous = getattr(builtin, "_tracer_provider", None)
+    set_provider(trace.NoOpTracerProvider())
+    return previous
+
+
+def restore_builtin(previous: Any | None) -> None:
+    """Undo :func:`silence_builtin`."""
+    builtin = _builtin_tracer()
+    set_provider = getattr(builtin, "set_provider", None)
+    if previous is not None and callable(set_provider):
+        set_provider(previous)
+
+
+def builtin_follows_global() -> bool:
+    """Whether nobody chose a provider for LiveKit's built-in spans (they follow the global)."""
+    builtin = _builtin_tracer()
+    if builtin is None:
+        return False
+    provider = getattr(builtin, "_tracer_provider", None)
+    return provider is None or isinstance(provider, trace.ProxyTracerProvider)

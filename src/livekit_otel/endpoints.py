@@ -1,0 +1,327 @@
+"""Where spans go: resolve an OTLP/HTTP traces URL and its headers from arguments and env.
+
+Pure functions with no side effects besides log warnings: nothing here builds an exporter
+or touches ``os.environ``. Every error is a ``ValueError`` that names the argument or
+environment variable to fix and never repeats a header value or a key.
+
+URL rules:
+
+- ``setup_otlp(endpoint=...)`` accepts a base URL (``http://host:4318``) or a full traces
+  URL (``http://host:4318/v1/traces``): a URL whose path ends in ``/v1/traces`` is used
+  as given, any other gets ``/v1/traces`` appended.
+- ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is a full URL and is used as given.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL and gets ``/v1/traces`` appended; when it
+  already ends in ``/v1/traces`` (other exporters would then post to
+  ``/v1/traces/v1/traces`` and lose every span) the suffix is used once and a warning
+  says what to set instead.
+- Langfuse: ``{host}/api/public/otel/v1/traces``; a host that already carries
+  ``/api/public/otel`` or the full traces path is accepted too.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+logger = logging.getLogger(__name__)
+
+TRACES_PATH = "/v1/traces"
+DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
+DEFAULT_LANGFUSE_HOST = "https://cloud.langfuse.com"
+LANGFUSE_OTEL_PATH = "/api/public/otel"
+
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
+OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+LANGFUSE_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
+LANGFUSE_SECRET_KEY = "LANGFUSE_SECRET_KEY"
+LANGFUSE_HOST = "LANGFUSE_HOST"
+LANGFUSE_BASE_URL = "LANGFUSE_BASE_URL"
+
+_GRPC_PORT = 4317
+_HEADERS_FORMAT_HINT = (
+    "expected comma-separated key=value pairs with URL-encoded values, "
+    "e.g. 'x-api-key=KEY,x-tenant=NAME'"
+)
+
+# RFC 7230 token characters: what a header name may contain.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A URL-encoded value as the OTLP exporter specification writes it: printable ASCII
+# without space, double quote, comma, semicolon and backslash.
+_ENCODED_VALUE = re.compile(r"[!#-+\--:<-\[\]-~]*")
+# The form most SDKs also accept: the same plus spaces, taken literally (not decoded).
+_LITERAL_VALUE = re.compile(r"[ !#-+\--:<-\[\]-~]*")
+_ENTRY_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
+
+
+@dataclass(frozen=True, repr=False)
+class ExportTarget:
+    """An OTLP/HTTP traces URL and the headers to send with every export request."""
+
+    url: str
+    headers: Mapping[str, str]
+
+    def __repr__(self) -> str:
+        names = ", ".join(sorted(self.headers)) or "none"
+        return f"ExportTarget(url={redact_url(self.url)!r}, headers=<{names}>)"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info, query or fragment, safe to show in a log line."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def parse_otlp_headers(text: str, source: str) -> dict[str, str]:
+    """Parse an ``OTEL_EXPORTER_OTLP_HEADERS``-style string into a header dict.
+
+    ``source`` names where the text came from; it is the only thing besides entry
+    positions and header names that an error message mentions.
+    Header names are lower-cased; URL-encoded values are decoded, values that contain
+    spaces are taken literally (as the OpenTelemetry SDKs do).
+    """
+    headers: dict[str, str] = {}
+    entries = _ENTRY_SEPARATOR.split(text.strip())
+    for position, entry in enumerate(entries, start=1):
+        if not entry:
+            continue
+        name, sep, raw_value = entry.partition("=")
+        name = name.strip()
+        raw_value = raw_value.strip()
+        where = f"{source} is malformed: entry {position} of {len(entries)}"
+        if not sep:
+            raise ValueError(f"{where} has no '=' ({_HEADERS_FORMAT_HINT})")
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"{where} does not start with a valid header name ({_HEADERS_FORMAT_HINT})"
+            )
+        if _ENCODED_VALUE.fullmatch(raw_value):
+            value = unquote(raw_value)
+        elif _LITERAL_VALUE.fullmatch(raw_value):
+            value = raw_value
+        else:
+            raise ValueError(
+                f"{where} (header {name.lower()!r}) has a value with characters that must be "
+                f"URL-encoded ({_HEADERS_FORMAT_HINT})"
+            )
+        _check_header(name, value, source)
+        headers[name.lower()] = value
+    return headers
+
+
+def resolve_otlp_target(
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    environ: Mapping[str, str],
+) -> ExportTarget:
+    """Resolve the traces URL and headers for ``setup_otlp``.
+
+    Each setting is taken from its argument when given, else from the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables in ``environ``, else the default
+    (``http://localhost:4318/v1/traces``, no headers). ``headers={}`` sends no headers
+    even when ``OTEL_EXPORTER_OTLP_HEADERS`` is set.
+    """
+    url = _resolve_otlp_url(endpoint, environ)
+    resolved = _env_headers(environ) if headers is None else _checked_headers(headers, "headers=")
+    return ExportTarget(url=url, headers=MappingProxyType(resolved))
+
+
+def resolve_langfuse_target(
+    host: str | None,
+    public_key: str | None,
+    secret_key: str | None,
+    environ: Mapping[str, str],
+) -> ExportTarget:
+    """Resolve the Langfuse OTLP traces URL and Basic auth header for ``setup_langfuse``.
+
+    Arguments win over ``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SECRET_KEY`` and
+    ``LANGFUSE_BASE_URL`` / ``LANGFUSE_HOST``; the host defaults to Langfuse Cloud
+    (``https://cloud.langfuse.com``) as in Langfuse's own SDK. Raises ``ValueError``
+    naming every missing key.
+    """
+    public = _setting(public_key, environ, LANGFUSE_PUBLIC_KEY)
+    secret = _setting(secret_key, environ, LANGFUSE_SECRET_KEY)
+    missing = [
+        (variable, argument)
+        for value, variable, argument in (
+            (public, LANGFUSE_PUBLIC_KEY, "public_key"),
+            (secret, LANGFUSE_SECRET_KEY, "secret_key"),
+        )
+        if value is None
+    ]
+    if public is None or secret is None:
+        variables = " and ".join(variable for variable, _ in missing)
+        arguments = ", ".join(f"{argument}=..." for _, argument in missing)
+        raise ValueError(f"Langfuse is not configured: set {variables} (or pass {arguments})")
+    _check_key_kinds(public, secret)
+
+    base, source = _langfuse_host(host, environ)
+    url = _langfuse_traces_url(_checked_url(base, source))
+    token = base64.b64encode(f"{public}:{secret}".encode()).decode("ascii")
+    return ExportTarget(url=url, headers=MappingProxyType({"authorization": f"Basic {token}"}))
+
+
+def _resolve_otlp_url(endpoint: str | None, environ: Mapping[str, str]) -> str:
+    """The traces URL for ``setup_otlp`` from the argument, else the environment."""
+    if endpoint is not None and endpoint.strip():
+        return _with_traces_path(_checked_url(endpoint.strip(), "endpoint="))
+    full = environ.get(OTLP_TRACES_ENDPOINT, "").strip()
+    if full:
+        return urlunsplit(_checked_url(full, OTLP_TRACES_ENDPOINT))
+    base = environ.get(OTLP_ENDPOINT, "").strip()
+    if not base:
+        return DEFAULT_OTLP_ENDPOINT + TRACES_PATH
+    parts = _checked_url(base, OTLP_ENDPOINT)
+    if parts.path.rstrip("/").endswith(TRACES_PATH):
+        full_url = parts._replace(path=parts.path.rstrip("/"))
+        base_only = full_url._replace(path=full_url.path[: -len(TRACES_PATH)])
+        logger.warning(
+            "%s ends with %s, but it is a base URL: OTLP exporters append %s to it and "
+            "post to .../v1/traces/v1/traces, where every span is lost. livekit-otel sends "
+            "to %s; set %s=%s or %s=%s instead.",
+            OTLP_ENDPOINT,
+            TRACES_PATH,
+            TRACES_PATH,
+            redact_url(urlunsplit(full_url)),
+            OTLP_ENDPOINT,
+            redact_url(urlunsplit(base_only)),
+            OTLP_TRACES_ENDPOINT,
+            redact_url(urlunsplit(full_url)),
+        )
+        return urlunsplit(full_url)
+    return _with_traces_path(parts)
+
+
+def _with_traces_path(parts: SplitResult) -> str:
+    """``parts`` as a URL whose path ends in ``/v1/traces`` (appended when missing)."""
+    path = parts.path.rstrip("/")
+    if not path.endswith(TRACES_PATH):
+        path += TRACES_PATH
+    return urlunsplit(parts._replace(path=path))
+
+
+def _langfuse_traces_url(parts: SplitResult) -> str:
+    """The Langfuse OTLP traces URL under a Langfuse host (or its OTel base)."""
+    path = parts.path.rstrip("/")
+    if path.endswith(LANGFUSE_OTEL_PATH + TRACES_PATH):
+        pass
+    elif path.endswith(LANGFUSE_OTEL_PATH):
+        path += TRACES_PATH
+    else:
+        path += LANGFUSE_OTEL_PATH + TRACES_PATH
+    return urlunsplit(parts._replace(path=path))
+
+
+def _langfuse_host(host: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The Langfuse base URL and the name of the setting it came from."""
+    if host is not None and host.strip():
+        return host.strip(), "host="
+    base_url = environ.get(LANGFUSE_BASE_URL, "").strip()
+    legacy = environ.get(LANGFUSE_HOST, "").strip()
+    if base_url and legacy and base_url.rstrip("/") != legacy.rstrip("/"):
+        logger.warning(
+            "%s and %s are both set and differ; livekit-otel uses %s.",
+            LANGFUSE_BASE_URL,
+            LANGFUSE_HOST,
+            LANGFUSE_BASE_URL,
+        )
+    if base_url:
+        return base_url, LANGFUSE_BASE_URL
+    if legacy:
+        return legacy, LANGFUSE_HOST
+    return DEFAULT_LANGFUSE_HOST, "the default Langfuse host"
+
+
+def _checked_url(url: str, source: str) -> SplitResult:
+    """Split ``url`` after checking it is an absolute http(s) URL; ``source`` names it."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"{source} must be a URL starting with http:// or https:// "
+            "(for example http://localhost:4318 or https://cloud.langfuse.com)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{source} has an invalid port number") from None
+    if not parts.hostname:
+        raise ValueError(f"{source} has no host name")
+    if port == _GRPC_PORT:
+        logger.warning(
+            "%s uses port %d, the OTLP/gRPC port; livekit-otel sends OTLP/HTTP, "
+            "which collectors usually receive on port 4318.",
+            source,
+            _GRPC_PORT,
+        )
+    return parts
+
+
+def _env_headers(environ: Mapping[str, str]) -> dict[str, str]:
+    """Headers from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    for variable in (OTLP_TRACES_HEADERS, OTLP_HEADERS):
+        text = environ.get(variable, "")
+        if text.strip():
+            return parse_otlp_headers(text, variable)
+    return {}
+
+
+def _checked_headers(headers: Mapping[str, str], source: str) -> dict[str, str]:
+    """A lower-cased copy of explicit ``headers`` after checking names and values."""
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{source} has a header name that is not a valid HTTP token")
+        if not isinstance(value, str):
+            raise ValueError(f"{source} header {name.lower()!r} must have a str value")
+        _check_header(name, value, source)
+        checked[name.lower()] = value
+    return checked
+
+
+def _check_header(name: str, value: str, source: str) -> None:
+    """Reject a value that HTTP cannot carry, naming the header but not the value."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError(f"{source}: the value of header {name.lower()!r} contains a line break")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{source}: the value of header {name.lower()!r} has characters HTTP headers "
+            "cannot carry"
+        ) from None
+
+
+def _setting(argument: str | None, environ: Mapping[str, str], variable: str) -> str | None:
+    """The argument if non-blank, else the environment variable if non-blank, else None."""
+    for candidate in (argument, environ.get(variable)):
+        if candidate is not None and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def _check_key_kinds(public: str, secret: str) -> None:
+    """Catch swapped Langfuse keys by their documented prefixes (never echoing a key)."""
+    if public.startswith("sk-lf-"):
+        raise ValueError(
+            "the Langfuse public key looks like a secret key (it starts with 'sk-lf-'): "
+            f"check {LANGFUSE_PUBLIC_KEY} / public_key= (are the two keys swapped?)"
+        )
+    if secret.startswith("pk-lf-"):
+        raise ValueError(
+            "the Langfuse secret key looks like a public key (it starts with 'pk-lf-'): "
+            f"check {LANGFUSE_SECRET_KEY} / secret_key= (are the two keys swapped?)"
+        )

@@ -1,0 +1,183 @@
+"""Scripted session I/O: an audio input fed by the driver, a fast audio output, a text output."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass
+
+from livekit import rtc
+from livekit.agents.voice import io
+
+__all__ = [
+    "PlayedSegment",
+    "ScriptedAudioInput",
+    "ScriptedAudioOutput",
+    "ScriptedTextOutput",
+    "silence_frame",
+]
+
+
+def silence_frame(duration: float = 0.02, sample_rate: int = 16000) -> rtc.AudioFrame:
+    """A mono 16-bit frame of silence."""
+    samples = int(sample_rate * duration)
+    return rtc.AudioFrame(bytes(2 * samples), sample_rate, 1, samples)
+
+
+class ScriptedAudioInput(io.AudioInput):
+    """The user's microphone: yields the frames the driver pushes, until closed."""
+
+    def __init__(self, *, label: str = "scripted-audio-in") -> None:
+        super().__init__(label=label)
+        self._queue: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
+        self._closed = False
+
+    def push_frame(self, frame: rtc.AudioFrame) -> None:
+        """Queue one frame for LiveKit to read."""
+        if not self._closed:
+            self._queue.put_nowait(frame)
+
+    def close(self) -> None:
+        """End the input: LiveKit's reader stops after the queued frames."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        frame = await self._queue.get()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+
+@dataclass
+class PlayedSegment:
+    """One segment the audio output played: how much audio it got and how much it played."""
+
+    pushed: float
+    played: float
+    interrupted: bool
+
+
+@dataclass
+class _Segment:
+    started_at: float
+    hold: bool
+    pushed: float = 0.0
+    flushed: bool = False
+    done: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+_OUTPUT_PARAMS = inspect.signature(io.AudioOutput.__init__).parameters
+
+
+class ScriptedAudioOutput(io.AudioOutput):
+    """The agent's speaker: "plays" each segment `playback_speed` times faster than real time.
+
+    A segment starts playing at its first frame and finishes (`playback_finished`,
+    not interrupted) once its audio has played at that speed after `flush()`;
+    `clear_buffer()` stops it at once and reports it interrupted with the position
+    reached. `hold_next_segment()` makes the next segment play until it is cleared
+    or `release()` is called, so a test can interrupt it at a chosen moment.
+    """
+
+    def __init__(self, *, playback_speed: float = 100.0, label: str = "scripted-audio-out") -> None:
+        if "capabilities" in _OUTPUT_PARAMS:
+            super().__init__(label=label, capabilities=io.AudioOutputCapabilities(pause=False))
+        else:  # releases before pause support
+            super().__init__(label=label)
+        self.playback_speed = playback_speed
+        self.segments: list[PlayedSegment] = []
+        """Every finished segment, in order."""
+        self._segment: _Segment | None = None
+        self._hold = False
+        self._started: asyncio.Future[None] | None = None
+
+    def hold_next_segment(self) -> asyncio.Future[None]:
+        """Hold the next segment until cleared or released; the future resolves when it starts."""
+        self._hold = True
+        self._started = asyncio.get_running_loop().create_future()
+        return self._started
+
+    def release(self) -> None:
+        """Let a held segment (and a pending hold) finish normally."""
+        self._hold = False
+        seg = self._segment
+        if seg is not None and seg.hold:
+            seg.hold = False
+            if seg.flushed:
+                self._schedule_finish(seg)
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        """Take one frame of the current segment, starting playback on the first."""
+        await super().capture_frame(frame)
+        seg = self._segment
+        if seg is None:
+            loop = asyncio.get_running_loop()
+            seg = self._segment = _Segment(started_at=loop.time(), hold=self._hold)
+            self._hold = False
+            if hasattr(self, "on_playback_started"):  # 1.5+: sets the agent's first frame
+                self.on_playback_started(created_at=time.time())
+            if seg.hold and self._started is not None and not self._started.done():
+                self._started.set_result(None)
+        if not seg.done:
+            seg.pushed += frame.duration
+
+    def flush(self) -> None:
+        """Mark the end of the current segment: it finishes once played."""
+        super().flush()
+        seg = self._segment
+        if seg is None or seg.flushed:
+            return
+        seg.flushed = True
+        if seg.done:
+            self._segment = None
+        elif not seg.hold:
+            self._schedule_finish(seg)
+
+    def clear_buffer(self) -> None:
+        """Stop the current segment now and report it interrupted."""
+        seg = self._segment
+        if seg is not None and not seg.done:
+            self._finish(seg, interrupted=True)
+
+    def _schedule_finish(self, seg: _Segment) -> None:
+        loop = asyncio.get_running_loop()
+        seg.timer = loop.call_at(
+            seg.started_at + seg.pushed / self.playback_speed, self._finish, seg, False
+        )
+
+    def _finish(self, seg: _Segment, interrupted: bool) -> None:
+        if seg.done:
+            return
+        seg.done = True
+        if seg.timer is not None:
+            seg.timer.cancel()
+        elapsed = asyncio.get_running_loop().time() - seg.started_at
+        played = min(seg.pushed, elapsed * self.playback_speed) if interrupted else seg.pushed
+        if seg.flushed:
+            self._segment = None
+        self.segments.append(PlayedSegment(seg.pushed, played, interrupted))
+        self.on_playback_finished(playback_position=played, interrupted=interrupted)
+
+
+class ScriptedTextOutput(io.TextOutput):
+    """The agent's transcription output: records each finished text segment."""
+
+    def __init__(self, *, label: str = "scripted-text-out") -> None:
+        super().__init__(label=label, next_in_chain=None)
+        self.segments: list[str] = []
+        """Every flushed text segment, in order."""
+        self._current: list[str] = []
+
+    async def capture_text(self, text: str) -> None:
+        """Append text to the current segment."""
+        self._current.append(text)
+
+    def flush(self) -> None:
+        """Close the current segment."""
+        if self._current:
+            self.segments.append("".join(self._current))
+            self._current = []

@@ -1,0 +1,3 @@
+"""The livekit-otel version."""
+
+__version__ = "0.1.0"
