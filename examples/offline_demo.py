@@ -1,0 +1,87 @@
+"""A scripted voice call traced end to end, offline: no API key, no server.
+
+A real LiveKit ``AgentSession`` runs with scripted STT, LLM, TTS and VAD: four user
+turns, one calling a tool, one interrupted by the user. livekit-otel traces it.
+
+Where the trace goes:
+- ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` set: to Langfuse (``setup_langfuse``);
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set: to that OTLP backend;
+- otherwise (the embedded default): an OTLP JSON file under ``traces/``, and the
+  terminal shows the span tree and the per-turn latency table.
+
+Run it with ``make demo`` or ``python examples/offline_demo.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
+from livekit_otel.console import latency_table, span_tree
+from livekit_otel.local import OtlpJsonFileExporter
+from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
+
+SCRIPT = [
+    UserTurn("Hi, I'd like to plan a day out in Paris."),
+    UserTurn(
+        "What's the weather like in Paris today?",
+        reply=ToolCall("lookup_weather", {"location": "Paris"}),
+    ),
+    UserTurn(
+        "Tell me everything about the history of the Louvre.",
+        reply="The Louvre began as a fortress built in the late twelfth century. " * 8,
+        interrupt_after=0.02,
+    ),
+    UserTurn("Sorry, short version please. Thanks, bye!"),
+]
+
+
+def _configure() -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
+    if os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY"):
+        return setup_langfuse(service_name="livekit-otel-demo"), None, "Langfuse"
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        return setup_otlp(service_name="livekit-otel-demo"), None, "the OTLP endpoint"
+    folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
+    path = folder / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
+    exporter = OtlpJsonFileExporter(path)
+    provider = TracerProvider(resource=Resource.create({"service.name": "livekit-otel-demo"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    set_tracer_provider(provider)
+    return provider, exporter, str(path)
+
+
+async def main() -> int:
+    """Run the scripted call and show where its trace went."""
+    provider, exporter, destination = _configure()
+    started = time.perf_counter()
+    run = await run_scripted_session(SCRIPT, mode="audio")
+    elapsed = time.perf_counter() - started
+    provider.force_flush()
+    print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")
+    if exporter is None:
+        print(f"Trace exported to {destination}.")
+        provider.shutdown()
+        return 0
+    print()
+    print(span_tree(exporter.spans))
+    print()
+    print(latency_table(exporter.spans))
+    print()
+    print(f"{len(exporter.spans)} spans, one trace, written as OTLP JSON to {destination}")
+    print(f"Chat history: {len(run.history)} items; the tool call and the interruption included.")
+    provider.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
