@@ -32,7 +32,7 @@ class UnsupportedVersionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Hook:
-    """One place livekit-otel wraps: ``module.attribute`` (``attribute`` may be ``Class.method``)."""
+    """One place livekit-otel wraps: ``module.attribute``, the attribute maybe ``Class.method``."""
 
     module: str
     attribute: str

@@ -1,4 +1,4 @@
-"""The instrumentor's options, from keyword arguments first and ``LIVEKIT_OTEL_*`` variables second."""
+"""The instrumentor's options: keyword arguments first, ``LIVEKIT_OTEL_*`` variables second."""
 
 from __future__ import annotations
 

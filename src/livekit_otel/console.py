@@ -55,7 +55,10 @@ def span_tree(spans: Sequence[ReadableSpan]) -> str:
             branch = "" if parent is None else ("└─ " if last else "├─ ")
             label = f"{prefix}{branch}{span.name}"
             lines.append(f"{label:<34} {_ms(span):8.1f} ms  {_brief(span)}".rstrip())
-            walk(span.context.span_id, prefix + ("" if parent is None else ("   " if last else "│  ")))
+            walk(
+                span.context.span_id,
+                prefix + ("" if parent is None else ("   " if last else "│  ")),
+            )
 
     walk(None, "")
     return "\n".join(lines)

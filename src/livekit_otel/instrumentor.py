@@ -8,7 +8,9 @@ from typing import Any
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
 from opentelemetry.instrumentation.utils import unwrap
 
 from . import compat, wrappers
@@ -31,7 +33,7 @@ WRAP_TABLE = (
 )
 
 
-class LiveKitAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class LiveKitAgentsInstrumentor(BaseInstrumentor):
     """Traces every ``AgentSession`` as one trace of nested spans (see ``docs/spans.md``).
 
     ``instrument(tracer_provider=None, **options)``; options are listed in
@@ -117,9 +119,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 def _tracer_from(provider: trace.TracerProvider | None) -> trace.Tracer:
-    return trace.get_tracer(
-        INSTRUMENTATION_SCOPE, __version__, tracer_provider=provider
-    )
+    return trace.get_tracer(INSTRUMENTATION_SCOPE, __version__, tracer_provider=provider)
 
 
 def set_tracer_provider(provider: trace.TracerProvider, **options: Any) -> None:

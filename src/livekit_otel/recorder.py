@@ -219,7 +219,9 @@ class SessionRecorder:
             {**self.common, **self._trace_attributes(self.options.trace_name)}
         )
         if self.options.openinference and self.metadata:
-            self.session_span.set_attribute(attr.METADATA, content.to_json(self.metadata, self.options))
+            self.session_span.set_attribute(
+                attr.METADATA, content.to_json(self.metadata, self.options)
+            )
 
     # -- span helpers ------------------------------------------------------------------
     def _child(
@@ -479,13 +481,11 @@ class SessionRecorder:
         elif kind == "vad":
             self.vad.add(metrics)
         elif kind == "realtime":
-            speech = compat.current_speech()
-            turn = self.turns.get(getattr(speech, "id", "")) if speech is not None else None
-            turn = turn or self._latest_open_turn()
-            if turn is not None:
-                if turn.realtime is None:
-                    turn.realtime = MetricsAggregate("realtime")
-                turn.realtime.add(metrics)
+            agent_turn = self.turn_for(compat.current_speech()) or self._latest_open_turn()
+            if agent_turn is not None:
+                if agent_turn.realtime is None:
+                    agent_turn.realtime = MetricsAggregate("realtime")
+                agent_turn.realtime.add(metrics)
 
     def _count(self, key: str, value: Any) -> None:
         if isinstance(value, (int, float)) and value:
@@ -639,9 +639,10 @@ class SessionRecorder:
             values[attr.LK_TURN_INTERRUPTED] = True
         if not compat.speech_scheduled(turn.handle):
             values[attr.LK_TURN_DISCARDED] = True
-        latency = (turn.eou_delay, turn.llm_ttft, turn.tts_ttfb)
-        for key, value in zip(
-            (attr.LK_TURN_EOU_DELAY, attr.LK_TURN_LLM_TTFT, attr.LK_TURN_TTS_TTFB), latency
+        for key, value in (
+            (attr.LK_TURN_EOU_DELAY, turn.eou_delay),
+            (attr.LK_TURN_LLM_TTFT, turn.llm_ttft),
+            (attr.LK_TURN_TTS_TTFB, turn.tts_ttfb),
         ):
             if value is not None:
                 values[key] = value

@@ -291,9 +291,7 @@ def _finish_llm_node(recorder: SessionRecorder, node: Node, data: Any, task: Any
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             message["tool_calls"] = content.tool_call_messages(calls)
-            values[attr.LK_LLM_OUTPUT_TOOL_CALLS] = content.to_json(
-                message["tool_calls"], options
-            )
+            values[attr.LK_LLM_OUTPUT_TOOL_CALLS] = content.to_json(message["tool_calls"], options)
         values[attr.LK_LLM_OUTPUT_TEXT] = content.limit(text, options)
         output = content.to_json(message, options)
         if options.langfuse:

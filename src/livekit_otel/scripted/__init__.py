@@ -13,12 +13,12 @@ Usage::
     from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
 
     async def main() -> None:
+        weather = ToolCall("lookup_weather", {"location": "Paris"})
         run = await run_scripted_session(
             [
                 UserTurn("hello there"),
-                UserTurn("weather in Paris?", reply=ToolCall("lookup_weather", {"location": "Paris"})),
-                UserTurn("tell me a long story", reply="Once upon a time. " * 20,
-                         interrupt_after=0.02),
+                UserTurn("weather in Paris?", reply=weather),
+                UserTurn("a long story", reply="Once upon a time. " * 20, interrupt_after=0.02),
                 UserTurn("thanks, bye"),
             ],
             mode="audio",  # or "text": session.run(user_input=...)

@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from livekit import rtc
@@ -16,7 +16,13 @@ from livekit.agents.metrics import EOUMetrics
 from livekit.agents.vad import VADEventType
 from livekit.agents.voice import SpeechHandle
 
-from .media import ScriptedAudioInput, ScriptedAudioOutput, ScriptedTextOutput, silence_frame
+from .media import (
+    ScriptedAudioInput,
+    ScriptedAudioOutput,
+    ScriptedTextOutput,
+    SegmentHold,
+    silence_frame,
+)
 from .models import Reply, ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, _last_user_text
 from .tools import ScriptedAgent
 
@@ -32,6 +38,9 @@ logger = logging.getLogger("livekit_otel.scripted")
 
 T = TypeVar("T")
 
+_BARGE_IN_TIMEOUT = 2.0
+"""How long a barge-in waits for LiveKit to interrupt the held reply before releasing it."""
+
 
 @dataclass(frozen=True)
 class UserTurn:
@@ -44,8 +53,9 @@ class UserTurn:
     reply: Reply | None = None
     """The LLM's first answer to this turn (text or tool calls); `None`: `default_reply`."""
     interrupt_after: float | None = None
-    """Seconds (wall clock) after the reply starts playing at which the user barges in;
-    the next turn's speech does it, or a wordless barge-in if this is the last turn."""
+    """Barge in on the reply: seconds (wall clock) after its audio was all synthesized and
+    began playing. The next turn's speech interrupts it (a wordless barge-in if this is
+    the last turn); in text mode `session.interrupt()` does."""
     speech_duration: float = 0.6
     silence_duration: float = 0.2
     frames: int = 3
@@ -93,8 +103,9 @@ def scripted_session_options(
 
     VAD-based end of turn (no turn-detector model), zero minimum endpointing delay,
     interruptions by VAD (not the adaptive detector) and without pause-and-resume,
-    no AEC warm-up, no user-away timer, no wait for a last transcript at close. Options are feature-detected on the
-    installed release: `turn_handling` where it exists (1.5+), else the older flat options.
+    no AEC warm-up, no user-away timer, no wait for a last transcript at close. Options
+    are feature-detected on the installed release: `turn_handling` where it exists
+    (1.5+), else the older flat options.
     """
     opts: dict[str, Any] = {}
     if "turn_handling" in _SESSION_PARAMS:
@@ -128,10 +139,6 @@ def scripted_session_options(
         if name in _SESSION_PARAMS:
             opts[name] = value
     return opts
-
-
-def _as_turn(turn: UserTurn | str) -> UserTurn:
-    return UserTurn(turn) if isinstance(turn, str) else turn
 
 
 def _done_future(handle: SpeechHandle) -> asyncio.Future[None]:
@@ -181,11 +188,14 @@ class ScriptedConversation:
         self.turn_timeout = turn_timeout
         options = scripted_session_options(preemptive_generation=preemptive_generation)
         options.update(session_options or {})
-        self.session = AgentSession(llm=self.llm, stt=self.stt, tts=self.tts, vad=self.vad, **options)
+        self.session = AgentSession(
+            llm=self.llm, stt=self.stt, tts=self.tts, vad=self.vad, **options
+        )
         self.metrics: list[Any] = []
         self.speech_handles: list[SpeechHandle] = []
         self._handles: dict[str, SpeechHandle] = {}
-        self._held: tuple[asyncio.Future[None], asyncio.Future[None]] | None = None
+        self._held: SegmentHold | None = None
+        """The hold on a reply that the next user speech is to interrupt."""
         self._started_at = 0.0
         self._listen("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
         self._listen("speech_created", self._on_speech_created)
@@ -197,7 +207,7 @@ class ScriptedConversation:
 
     def _listen(self, event: str, callback: Callable[[Any], None]) -> None:
         # the base emitter's `on`: AgentSession.on logs a deprecation for metrics_collected
-        rtc.EventEmitter.on(self.session, event, callback)  # type: ignore[arg-type]
+        rtc.EventEmitter[Any].on(self.session, event, callback)
 
     def _on_speech_created(self, ev: Any) -> None:
         self.speech_handles.append(ev.speech_handle)
@@ -211,7 +221,7 @@ class ScriptedConversation:
                 fut.set_result(ev)
 
         self._listen(event, _callback)
-        fut.add_done_callback(lambda _: self.session.off(event, _callback))  # type: ignore[arg-type]
+        fut.add_done_callback(lambda _: rtc.EventEmitter[Any].off(self.session, event, _callback))
         return fut
 
     async def _wait(self, aw: Awaitable[T], what: str) -> T:
@@ -236,14 +246,15 @@ class ScriptedConversation:
         speaking = self._expect("user_state_changed", self._state_is("speaking"))
         for _ in range(turn.frames):
             self.audio_input.push_frame(silence_frame())
-        await self.vad.emit_event(VADEventType.START_OF_SPEECH, speech_duration=turn.speech_duration)
+        await self.vad.emit_event(
+            VADEventType.START_OF_SPEECH, speech_duration=turn.speech_duration
+        )
         await self.vad.emit_event(VADEventType.INFERENCE_DONE, speech_duration=turn.speech_duration)
         await self._wait(speaking, "user start of speech")
         if self._held is not None:  # this speech barges in on a held reply
-            finished = self._held[1]
-            self._held = None
+            held, self._held = self._held, None
             try:
-                await asyncio.wait_for(asyncio.shield(finished), self.turn_timeout)
+                await asyncio.wait_for(asyncio.shield(held.finished), _BARGE_IN_TIMEOUT)
             except asyncio.TimeoutError:
                 logger.warning("the held reply was not interrupted; letting it play out")
             self.audio_output.release()
@@ -257,20 +268,17 @@ class ScriptedConversation:
         )
         await self._wait(listening, "user end of speech")
 
-    async def _follow_reply(self, turn: UserTurn, handle: SpeechHandle) -> None:
-        if turn.interrupt_after is None or self._held is None:
-            await self._wait(_done_future(handle), f"end of the reply to {turn.text!r}")
-            return
-        started, _ = self._held
-        done = _done_future(handle)
+    async def _until_captured(self, hold: SegmentHold, done: Awaitable[Any]) -> bool:
+        """Wait until the held reply's audio is all captured, or the reply ended first."""
+        ended = asyncio.ensure_future(done)
         await self._wait(
-            asyncio.wait([started, done], return_when=asyncio.FIRST_COMPLETED), "reply playback"
+            asyncio.wait([hold.captured, ended], return_when=asyncio.FIRST_COMPLETED),
+            "reply audio",
         )
-        if started.done():
-            await asyncio.sleep(turn.interrupt_after)
-        else:  # the reply ended without audio: nothing to interrupt
-            self._held = None
-            self.audio_output.release()
+        if hold.captured.done():
+            return True
+        self.audio_output.release()  # the reply ended without audio: nothing to interrupt
+        return False
 
     async def user_says(self, turn: UserTurn | str) -> SpeechHandle:
         """Play one user turn through VAD and STT; return the reply's speech handle.
@@ -278,12 +286,9 @@ class ScriptedConversation:
         Returns once the reply finished, or, for a turn with `interrupt_after`, once it
         has played that long (the next turn's speech then interrupts it).
         """
-        turn = _as_turn(turn)
-        if turn.reply is not None:
-            self._replies[turn.text] = turn.reply
+        turn = self._register(turn)
         hold = self.audio_output.hold_next_segment() if turn.interrupt_after is not None else None
         await self._vad_speech(turn)
-        held_now = hold is not None
         words = turn.text.split()
         if len(words) > 1:
             interim = self._expect("user_input_transcribed", lambda ev: not ev.is_final)
@@ -294,22 +299,18 @@ class ScriptedConversation:
         await self.stt.emit_transcript(turn.text, audio_duration=turn.speech_duration)
         speech_id = (await self._wait(eou, f"end of turn for {turn.text!r}")).metrics.speech_id
         handle = self._handles[speech_id]
-        if held_now:
-            self._held = (hold, self._segment_finished())
-        await self._follow_reply(turn, handle)
+        if turn.interrupt_after is None or hold is None:
+            await self._wait(_done_future(handle), f"end of the reply to {turn.text!r}")
+        elif await self._until_captured(hold, _done_future(handle)):
+            await asyncio.sleep(turn.interrupt_after)
+            self._held = hold
         return handle
 
-    def _segment_finished(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        count = len(self.audio_output.segments)
-
-        def _check(_: Any) -> None:
-            if not fut.done() and len(self.audio_output.segments) > count:
-                fut.set_result(None)
-
-        self.audio_output.on("playback_finished", _check)
-        fut.add_done_callback(lambda _: self.audio_output.off("playback_finished", _check))
-        return fut
+    def _register(self, turn: UserTurn | str) -> UserTurn:
+        turn = UserTurn(turn) if isinstance(turn, str) else turn
+        if turn.reply is not None:
+            self._replies[turn.text] = turn.reply
+        return turn
 
     async def user_types(self, turn: UserTurn | str) -> Any:
         """Send one user turn as text with `session.run(user_input=...)`; return the RunResult.
@@ -317,27 +318,17 @@ class ScriptedConversation:
         With `interrupt_after`, the reply is interrupted (`session.interrupt()`) once it
         has played that long.
         """
-        turn = _as_turn(turn)
-        if turn.reply is not None:
-            self._replies[turn.text] = turn.reply
+        turn = self._register(turn)
         if turn.interrupt_after is None:
-            return await self.session.run(user_input=turn.text)
-        started = self.audio_output.hold_next_segment()
-        finished = self._segment_finished()
-        result = self.session.run(user_input=turn.text)
-        await self._wait(
-            asyncio.wait(
-                [started, asyncio.ensure_future(_await(result))],
-                return_when=asyncio.FIRST_COMPLETED,
-            ),
-            "reply playback",
-        )
-        if started.done():
+            return await self._wait(_await(self.session.run(user_input=turn.text)), "run result")
+        hold = self.audio_output.hold_next_segment()
+        result: Any = self.session.run(user_input=turn.text)
+        if await self._until_captured(hold, _await(result)):
             await asyncio.sleep(turn.interrupt_after)
             self.session.interrupt()
-            await self._wait(finished, "interrupted playback")
-        self.audio_output.release()
-        return await result
+            await self._wait(asyncio.shield(hold.finished), "interrupted playback")
+            self.audio_output.release()
+        return await self._wait(_await(result), "run result")
 
     async def _barge_in(self) -> None:
         """A wordless user barge-in (VAD only) to interrupt a held reply."""

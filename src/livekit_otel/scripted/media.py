@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice import io
@@ -15,6 +16,7 @@ __all__ = [
     "ScriptedAudioInput",
     "ScriptedAudioOutput",
     "ScriptedTextOutput",
+    "SegmentHold",
     "silence_frame",
 ]
 
@@ -60,10 +62,25 @@ class PlayedSegment:
     interrupted: bool
 
 
+class SegmentHold:
+    """A hold on the next audio segment: it plays until cleared or released.
+
+    `captured` resolves once the segment is flushed (all its audio synthesized and
+    captured); its playhead starts from there. `finished` resolves once it stops
+    (cleared or released).
+    """
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.captured: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+
 @dataclass
 class _Segment:
     started_at: float
-    hold: bool
+    hold: SegmentHold | None
+    held: bool
     pushed: float = 0.0
     flushed: bool = False
     done: bool = False
@@ -71,6 +88,11 @@ class _Segment:
 
 
 _OUTPUT_PARAMS = inspect.signature(io.AudioOutput.__init__).parameters
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ScriptedAudioOutput(io.AudioOutput):
@@ -84,30 +106,28 @@ class ScriptedAudioOutput(io.AudioOutput):
     """
 
     def __init__(self, *, playback_speed: float = 100.0, label: str = "scripted-audio-out") -> None:
-        if "capabilities" in _OUTPUT_PARAMS:
-            super().__init__(label=label, capabilities=io.AudioOutputCapabilities(pause=False))
-        else:  # releases before pause support
-            super().__init__(label=label)
+        kwargs: dict[str, Any] = {"label": label}
+        if "capabilities" in _OUTPUT_PARAMS:  # absent before pause support
+            kwargs["capabilities"] = io.AudioOutputCapabilities(pause=False)
+        super().__init__(**kwargs)
         self.playback_speed = playback_speed
         self.segments: list[PlayedSegment] = []
         """Every finished segment, in order."""
         self._segment: _Segment | None = None
-        self._hold = False
-        self._started: asyncio.Future[None] | None = None
+        self._next_hold: SegmentHold | None = None
 
-    def hold_next_segment(self) -> asyncio.Future[None]:
-        """Hold the next segment until cleared or released; the future resolves when it starts."""
-        self._hold = True
-        self._started = asyncio.get_running_loop().create_future()
-        return self._started
+    def hold_next_segment(self) -> SegmentHold:
+        """Hold the next segment that starts until it is cleared or released."""
+        self._next_hold = SegmentHold()
+        return self._next_hold
 
     def release(self) -> None:
-        """Let a held segment (and a pending hold) finish normally."""
-        self._hold = False
+        """Let the held segment finish playing normally, and drop a pending hold."""
+        self._next_hold = None
         seg = self._segment
-        if seg is not None and seg.hold:
-            seg.hold = False
-            if seg.flushed:
+        if seg is not None and seg.held:
+            seg.held = False
+            if seg.flushed and not seg.done:
                 self._schedule_finish(seg)
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
@@ -115,13 +135,12 @@ class ScriptedAudioOutput(io.AudioOutput):
         await super().capture_frame(frame)
         seg = self._segment
         if seg is None:
-            loop = asyncio.get_running_loop()
-            seg = self._segment = _Segment(started_at=loop.time(), hold=self._hold)
-            self._hold = False
-            if hasattr(self, "on_playback_started"):  # 1.5+: sets the agent's first frame
+            started_at = asyncio.get_running_loop().time()
+            hold = self._next_hold
+            seg = self._segment = _Segment(started_at, hold, held=hold is not None)
+            self._next_hold = None
+            if hasattr(self, "on_playback_started"):  # 1.5+: it sets the reply's first frame
                 self.on_playback_started(created_at=time.time())
-            if seg.hold and self._started is not None and not self._started.done():
-                self._started.set_result(None)
         if not seg.done:
             seg.pushed += frame.duration
 
@@ -134,8 +153,11 @@ class ScriptedAudioOutput(io.AudioOutput):
         seg.flushed = True
         if seg.done:
             self._segment = None
-        elif not seg.hold:
+        elif not seg.held:
             self._schedule_finish(seg)
+        elif seg.hold is not None:
+            seg.started_at = asyncio.get_running_loop().time()  # its playhead starts now
+            _resolve(seg.hold.captured)
 
     def clear_buffer(self) -> None:
         """Stop the current segment now and report it interrupted."""
@@ -161,6 +183,8 @@ class ScriptedAudioOutput(io.AudioOutput):
             self._segment = None
         self.segments.append(PlayedSegment(seg.pushed, played, interrupted))
         self.on_playback_finished(playback_position=played, interrupted=interrupted)
+        if seg.hold is not None:
+            _resolve(seg.hold.finished)
 
 
 class ScriptedTextOutput(io.TextOutput):

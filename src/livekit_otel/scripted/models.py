@@ -13,10 +13,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from livekit.agents import llm, stt, tts, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+
+_LANGUAGE: Any = "en"  # a LanguageCode from 1.6 (converted from str), a str before
 
 __all__ = [
     "Reply",
@@ -43,10 +45,10 @@ class ToolCall:
     """The call id; `None` lets the LLM number it (`call_<request>_<index>`)."""
 
 
-Reply = Union[str, ToolCall, Sequence[ToolCall]]
+Reply = str | ToolCall | Sequence[ToolCall]
 """What one LLM inference answers: text, one tool call, or several parallel tool calls."""
 
-Script = Union[Sequence[Reply], Callable[[llm.ChatContext], Union[Reply, None]], None]
+Script = Sequence[Reply] | Callable[[llm.ChatContext], Reply | None] | None
 
 
 def _item_text(item: Any) -> str:
@@ -62,7 +64,7 @@ def _item_text(item: Any) -> str:
 
 def _last_user_text(chat_ctx: llm.ChatContext) -> str:
     for item in reversed(chat_ctx.items):
-        if getattr(item, "type", "") == "message" and item.role == "user":
+        if isinstance(item, llm.ChatMessage) and item.role == "user":
             return _item_text(item)
     return ""
 
@@ -71,9 +73,9 @@ def default_reply(chat_ctx: llm.ChatContext) -> Reply:
     """The reply used when the script has none: summarize a tool output, else echo the user."""
     items = chat_ctx.items
     if items and getattr(items[-1], "type", "") == "function_call_output":
-        outputs = []
+        outputs: list[llm.FunctionCallOutput] = []
         for item in reversed(items):
-            if getattr(item, "type", "") != "function_call_output":
+            if not isinstance(item, llm.FunctionCallOutput):
                 break
             outputs.insert(0, item)
         parts = [
@@ -251,7 +253,7 @@ class ScriptedSTT(stt.STT):
     async def _recognize_impl(self, buffer: Any, **kwargs: Any) -> stt.SpeechEvent:
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language="en", text="")],
+            alternatives=[stt.SpeechData(language=_LANGUAGE, text="")],
         )
 
     def stream(
@@ -302,7 +304,7 @@ class ScriptedSTT(stt.STT):
     def _event(
         kind: stt.SpeechEventType, text: str, request_id: str, confidence: float = 0.8
     ) -> stt.SpeechEvent:
-        data = stt.SpeechData(language="en", text=text, confidence=confidence)
+        data = stt.SpeechData(language=_LANGUAGE, text=text, confidence=confidence)
         return stt.SpeechEvent(type=kind, request_id=request_id, alternatives=[data])
 
 
