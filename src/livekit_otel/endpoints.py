@@ -217,12 +217,11 @@ def _with_traces_path(parts: SplitResult) -> str:
 def _langfuse_traces_url(parts: SplitResult) -> str:
     """The Langfuse OTLP traces URL under a Langfuse host (or its OTel base)."""
     path = parts.path.rstrip("/")
-    if path.endswith(LANGFUSE_OTEL_PATH + TRACES_PATH):
-        pass
-    elif path.endswith(LANGFUSE_OTEL_PATH):
-        path += TRACES_PATH
-    else:
-        path += LANGFUSE_OTEL_PATH + TRACES_PATH
+    if not path.endswith(LANGFUSE_OTEL_PATH + TRACES_PATH):
+        suffix = (
+            TRACES_PATH if path.endswith(LANGFUSE_OTEL_PATH) else LANGFUSE_OTEL_PATH + TRACES_PATH
+        )
+        path += suffix
     return urlunsplit(parts._replace(path=path))
 
 

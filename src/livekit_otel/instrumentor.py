@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
+from .bootstrap import register_flush_on_shutdown
 from .config import resolve_options
 from .package import _instruments
 from .version import __version__
@@ -55,7 +56,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
         state = wrappers.State(_tracer_from(provider), options)
-        state.on_session_start = self._quiet_builtin
+        state.on_session_start = self._on_session_start
         cls = type(self)
         cls._state = state
         cls._provider = provider
@@ -94,6 +95,13 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
             cls._silenced_builtin = None
 
     _provider: Any = None
+
+    def _on_session_start(self) -> None:
+        self._quiet_builtin()
+        provider = type(self)._provider or trace.get_tracer_provider()
+        if callable(getattr(provider, "force_flush", None)):
+            # a provider built outside the job (at import time) still gets flushed at its end
+            register_flush_on_shutdown(provider)
 
     def _quiet_builtin(self) -> None:
         """Keep LiveKit's built-in spans out of our trace (``builtin_telemetry`` option)."""

@@ -1,0 +1,572 @@
+"""setup_otlp / setup_langfuse against a real OTLP/HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.util
+import logging
+import os
+import sys
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util._once import Once
+
+from livekit_otel import bootstrap
+from livekit_otel.bootstrap import flush_on_shutdown, setup_langfuse, setup_otlp
+from livekit_otel.endpoints import resolve_langfuse_target, resolve_otlp_target
+from support.otlp_receiver import OtlpReceiver, refused_url
+
+PUBLIC = "pk-lf-public-1234"
+SECRET = "sk-lf-SECRET-5678"
+HEADER_SECRET = "hdr-SECRET-9999"
+
+
+@dataclass
+class PluginStub:
+    """Stands in for livekit_otel.instrumentor.set_tracer_provider and records its calls."""
+
+    calls: list[tuple[TracerProvider, dict[str, Any]]] = field(default_factory=list)
+
+    def set_tracer_provider(self, provider: TracerProvider, **options: Any) -> None:
+        self.calls.append((provider, options))
+
+
+@dataclass(eq=False)
+class FakeJobContext:
+    """Records shutdown callbacks like ``JobContext.add_shutdown_callback`` receives them."""
+
+    callbacks: list[Any] = field(default_factory=list)
+
+    def add_shutdown_callback(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+
+@pytest.fixture(autouse=True)
+def plugin(monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver) -> Iterator[PluginStub]:
+    """Clean env and bootstrap state, a stub plugin; afterwards shut down what was built."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "LANGFUSE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(bootstrap, "_installed", None)
+    stub = PluginStub()
+    if importlib.util.find_spec("livekit_otel.instrumentor") is not None:
+        import livekit_otel.instrumentor as instrumentor
+
+        monkeypatch.setattr(instrumentor, "set_tracer_provider", stub.set_tracer_provider)
+    else:
+        fake = types.ModuleType("livekit_otel.instrumentor")
+        fake.set_tracer_provider = stub.set_tracer_provider  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "livekit_otel.instrumentor", fake)
+    yield stub
+    otlp_receiver.release()
+    for provider, _ in stub.calls:
+        provider.shutdown()
+
+
+def emit_span(provider: TracerProvider, name: str = "unit", **attributes: Any) -> None:
+    """End one span on ``provider`` and flush it."""
+    provider.get_tracer("livekit-otel-test").start_span(name, attributes=attributes).end()
+    provider.force_flush()
+
+
+def basic(public: str, secret: str) -> str:
+    """The Basic auth header value Langfuse expects."""
+    return "Basic " + base64.b64encode(f"{public}:{secret}".encode()).decode()
+
+
+# --- Langfuse ---------------------------------------------------------------------------
+
+
+def test_langfuse_span_arrives_at_otel_path_with_basic_auth(otlp_receiver: OtlpReceiver) -> None:
+    otlp_receiver.require_header("authorization", basic(PUBLIC, SECRET))
+    provider = setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+
+    emit_span(provider, "llm_node", model="m", tokens=3, ratio=0.5, ok=True, tags=["a", "b"])
+
+    (span,) = otlp_receiver.wait_for_spans(1)
+    assert span.path == "/api/public/otel/v1/traces"
+    assert span.headers["authorization"] == basic(PUBLIC, SECRET)
+    assert span.headers["content-encoding"] == "gzip"
+    assert span.name == "llm_node"
+    assert span.attributes == {
+        "model": "m",
+        "tokens": 3,
+        "ratio": 0.5,
+        "ok": True,
+        "tags": ["a", "b"],
+    }
+
+
+def test_langfuse_reads_keys_and_host_from_env(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", PUBLIC)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", SECRET)
+    monkeypatch.setenv("LANGFUSE_HOST", otlp_receiver.url)
+    otlp_receiver.require_header("authorization", basic(PUBLIC, SECRET))
+
+    emit_span(setup_langfuse())
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/api/public/otel/v1/traces"
+
+
+def test_langfuse_base_url_env_is_accepted_and_wins_over_host(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANGFUSE_BASE_URL", otlp_receiver.url)
+    monkeypatch.setenv("LANGFUSE_HOST", refused_url())
+
+    emit_span(setup_langfuse(public_key=PUBLIC, secret_key=SECRET))
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/api/public/otel/v1/traces"
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/api/public/otel", "/api/public/otel/v1/traces"])
+def test_langfuse_host_spellings_reach_the_same_path(
+    otlp_receiver: OtlpReceiver, suffix: str
+) -> None:
+    emit_span(setup_langfuse(otlp_receiver.url + suffix, PUBLIC, SECRET))
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/api/public/otel/v1/traces"
+
+
+def test_langfuse_defaults_to_langfuse_cloud() -> None:
+    target = resolve_langfuse_target(None, PUBLIC, SECRET, {})
+
+    assert target.url == "https://cloud.langfuse.com/api/public/otel/v1/traces"
+
+
+def test_env_otlp_headers_are_not_sent_to_langfuse(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-other-backend={HEADER_SECRET}")
+
+    emit_span(setup_langfuse(otlp_receiver.url, PUBLIC, SECRET))
+
+    headers = otlp_receiver.wait_for_spans(1)[0].headers
+    assert "x-other-backend" not in headers
+    assert HEADER_SECRET not in repr(headers)
+
+
+# --- OTLP -------------------------------------------------------------------------------
+
+
+def test_otlp_follows_standard_env_variables(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=abc%20def,x-tenant=t1")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "my-agent")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=voice")
+
+    emit_span(setup_otlp(), "agent_turn", turn=1)
+
+    (span,) = otlp_receiver.wait_for_spans(1)
+    assert span.path == "/v1/traces"
+    assert span.attributes == {"turn": 1}
+    assert span.headers["x-api-key"] == "abc def"
+    assert span.headers["x-tenant"] == "t1"
+    assert span.headers["content-encoding"] == "gzip"
+    assert span.resource["service.name"] == "my-agent"
+    assert span.resource["deployment.environment"] == "test"
+    assert span.resource["team"] == "voice"
+
+
+def test_otlp_traces_endpoint_env_is_used_as_given(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.traces_url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", refused_url())
+
+    emit_span(setup_otlp())
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/v1/traces"
+
+
+def test_otlp_traces_headers_env_wins_over_generic_headers() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-generic=1",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-traces=2",
+    }
+
+    assert dict(resolve_otlp_target(None, None, environ).headers) == {"x-traces": "2"}
+
+
+def test_otlp_default_endpoint_is_local_collector() -> None:
+    assert resolve_otlp_target(None, None, {}).url == "http://localhost:4318/v1/traces"
+
+
+@pytest.mark.parametrize("path", ["", "/", "/v1/traces", "/v1/traces/"])
+def test_explicit_endpoint_accepts_base_or_full_url(otlp_receiver: OtlpReceiver, path: str) -> None:
+    emit_span(setup_otlp(otlp_receiver.url + path))
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/v1/traces"
+
+
+def test_explicit_headers_replace_env_headers(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-env-only={HEADER_SECRET}")
+
+    emit_span(setup_otlp(otlp_receiver.url, {"X-Honeycomb-Team": "key"}))
+
+    headers = otlp_receiver.wait_for_spans(1)[0].headers
+    assert headers["x-honeycomb-team"] == "key"
+    assert "x-env-only" not in headers
+
+
+def test_endpoint_env_ending_in_v1_traces_warns_and_still_delivers(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.traces_url)
+
+    with caplog.at_level(logging.WARNING):
+        emit_span(setup_otlp())
+
+    assert otlp_receiver.wait_for_spans(1)[0].path == "/v1/traces"
+    (record,) = [r for r in caplog.records if "OTEL_EXPORTER_OTLP_ENDPOINT" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert f"OTEL_EXPORTER_OTLP_ENDPOINT={otlp_receiver.url}" in message
+    assert f"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={otlp_receiver.traces_url}" in message
+
+
+def test_grpc_port_gets_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        resolve_otlp_target("http://localhost:4317", None, {})
+
+    assert "4318" in caplog.text
+
+
+# --- resource ---------------------------------------------------------------------------
+
+
+def test_default_service_name_is_livekit_agent(otlp_receiver: OtlpReceiver) -> None:
+    emit_span(setup_otlp(otlp_receiver.url))
+
+    assert otlp_receiver.wait_for_spans(1)[0].resource["service.name"] == "livekit-agent"
+
+
+def test_service_name_option_wins_over_env(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+
+    provider = setup_otlp(
+        otlp_receiver.url, service_name="from-arg", resource_attributes={"region": "eu"}
+    )
+    emit_span(provider)
+
+    resource = otlp_receiver.wait_for_spans(1)[0].resource
+    assert resource["service.name"] == "from-arg"
+    assert resource["region"] == "eu"
+
+
+# --- bad input --------------------------------------------------------------------------
+
+
+def test_missing_langfuse_public_key_is_named() -> None:
+    with pytest.raises(ValueError, match="LANGFUSE_PUBLIC_KEY") as error:
+        setup_langfuse("https://cloud.langfuse.com", secret_key=SECRET)
+
+    assert "LANGFUSE_SECRET_KEY" not in str(error.value)
+    assert "public_key=" in str(error.value)
+
+
+def test_missing_langfuse_secret_key_is_named() -> None:
+    with pytest.raises(ValueError, match="LANGFUSE_SECRET_KEY") as error:
+        setup_langfuse("https://cloud.langfuse.com", public_key=PUBLIC)
+
+    assert "LANGFUSE_PUBLIC_KEY" not in str(error.value)
+    assert "secret_key=" in str(error.value)
+
+
+def test_missing_langfuse_keys_are_named_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "  ")
+
+    with pytest.raises(ValueError) as error:
+        setup_langfuse()
+
+    assert str(error.value) == (
+        "Langfuse is not configured: set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
+        "(or pass public_key=..., secret_key=...)"
+    )
+
+
+def test_swapped_langfuse_keys_are_rejected_without_echoing_them() -> None:
+    with pytest.raises(ValueError, match="swapped") as error:
+        setup_langfuse("https://cloud.langfuse.com", SECRET, PUBLIC)
+
+    assert SECRET not in str(error.value)
+    assert PUBLIC not in str(error.value)
+
+
+def test_langfuse_host_without_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"host= must be a URL starting with http:// or https://"):
+        setup_langfuse("cloud.langfuse.com", PUBLIC, SECRET)
+
+
+def test_langfuse_env_host_without_scheme_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LANGFUSE_HOST", "localhost:3000")
+
+    with pytest.raises(ValueError, match=r"^LANGFUSE_HOST must be a URL starting with http://"):
+        setup_langfuse(public_key=PUBLIC, secret_key=SECRET)
+
+
+def test_otlp_endpoint_without_scheme_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"^endpoint= must be a URL starting with http://"):
+        setup_otlp("localhost:4318")
+
+
+def test_otlp_env_endpoint_without_scheme_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT must be a URL"):
+        setup_otlp()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        f"Authorization Basic {HEADER_SECRET}",
+        f"x-ok=1,Authorization: Basic {HEADER_SECRET}=",
+        f'x-key="{HEADER_SECRET}"',
+        f"x-key={HEADER_SECRET};x=y",
+        f"x-key={HEADER_SECRET}%0Ax-injected=1",
+    ],
+)
+def test_malformed_otlp_headers_env_is_rejected_without_echoing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, headers: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", headers)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(ValueError) as error:
+        setup_otlp()
+
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in str(error.value)
+    assert HEADER_SECRET not in str(error.value)
+    assert HEADER_SECRET not in caplog.text
+
+
+def test_explicit_header_with_line_break_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'x-key'") as error:
+        setup_otlp("http://localhost:4318", {"x-key": f"{HEADER_SECRET}\r\nx-evil: 1"})
+
+    assert HEADER_SECRET not in str(error.value)
+
+
+def test_non_positive_timeouts_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"^timeout"):
+        setup_otlp("http://localhost:4318", timeout=0)
+    with pytest.raises(ValueError, match=r"^shutdown_timeout"):
+        setup_otlp("http://localhost:4318", shutdown_timeout=-1)
+
+
+# --- secrets and side effects -----------------------------------------------------------
+
+
+def test_secrets_absent_from_logs_and_reprs(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # malformed and unused by Langfuse: the SDK's own warning would quote it
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization Basic {HEADER_SECRET}")
+
+    with caplog.at_level(logging.DEBUG):
+        provider = setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+        emit_span(provider)
+        otlp_receiver.wait_for_spans(1)
+        target = resolve_langfuse_target(otlp_receiver.url, PUBLIC, SECRET, {})
+
+    token = basic(PUBLIC, SECRET).split()[1]
+    for secret in (SECRET, token, HEADER_SECRET):
+        assert secret not in caplog.text
+        assert secret not in repr(target)
+        assert secret not in repr(provider)
+    assert "authorization" in repr(target)
+
+
+def test_setup_leaves_os_environ_unchanged(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.traces_url)
+    before = dict(os.environ)
+
+    setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+    setup_otlp(service_name="x")
+
+    assert dict(os.environ) == before
+
+
+# --- calling twice ----------------------------------------------------------------------
+
+
+def test_second_call_with_same_settings_returns_same_provider_and_exports_once(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub
+) -> None:
+    first = setup_otlp(otlp_receiver.url)
+    second = setup_otlp(otlp_receiver.url)
+
+    emit_span(second)
+    otlp_receiver.wait_for_spans(1)
+    first.force_flush()
+    time.sleep(0.1)
+
+    assert second is first
+    assert len(plugin.calls) == 1
+    assert len(otlp_receiver.spans) == 1
+
+
+def test_second_call_with_different_settings_replaces_the_provider(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = OtlpReceiver().start()
+    try:
+        first = setup_otlp(otlp_receiver.url)
+        first.get_tracer("t").start_span("before").end()
+        with caplog.at_level(logging.WARNING):
+            second = setup_otlp(other.url)
+        emit_span(second, "after")
+
+        assert [s.name for s in otlp_receiver.wait_for_spans(1)] == ["before"]
+        assert [s.name for s in other.wait_for_spans(1)] == ["after"]
+        assert [provider for provider, _ in plugin.calls] == [first, second]
+        assert "previous provider is flushed and shut down" in caplog.text
+    finally:
+        other.stop()
+
+
+# --- global provider and plugin hand-off ------------------------------------------------
+
+
+def test_global_provider_untouched_by_default(otlp_receiver: OtlpReceiver) -> None:
+    before = trace.get_tracer_provider()
+
+    provider = setup_otlp(otlp_receiver.url)
+
+    assert trace.get_tracer_provider() is before
+    assert trace.get_tracer_provider() is not provider
+
+
+def test_global_provider_set_when_asked(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+
+    provider = setup_otlp(otlp_receiver.url, set_global=True)
+
+    assert trace.get_tracer_provider() is provider
+
+
+def test_provider_is_handed_to_the_plugin_with_instrument_options(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub
+) -> None:
+    plain = setup_otlp(otlp_receiver.url)
+    with_options = setup_otlp(otlp_receiver.url, instrument_options={"capture_content": False})
+
+    assert plugin.calls == [(plain, {}), (with_options, {"capture_content": False})]
+
+
+# --- flush at job shutdown --------------------------------------------------------------
+
+
+async def test_shutdown_callback_flushes_pending_span_within_its_bound(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only a flush sends it
+    provider = setup_otlp(otlp_receiver.url)
+    provider.get_tracer("t").start_span("pending").end()
+    await asyncio.sleep(0.05)
+    assert otlp_receiver.requests == []
+
+    started = time.monotonic()
+    await flush_on_shutdown(provider, timeout=2.0)("job_shutdown")
+
+    assert time.monotonic() - started < 2.0
+    assert [s.name for s in otlp_receiver.spans] == ["pending"]
+
+
+async def test_shutdown_callback_returns_within_its_bound_when_receiver_hangs(
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    otlp_receiver.respond(delay=30.0)
+    provider = setup_otlp(otlp_receiver.url, timeout=20.0)
+    provider.get_tracer("t").start_span("stuck").end()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    started = time.monotonic()
+    await flush_on_shutdown(provider, timeout=0.3)("job_shutdown")
+    elapsed = time.monotonic() - started
+    ticking.cancel()
+
+    assert 0.3 <= elapsed < 0.8
+    assert ticks >= 10  # the event loop kept running during the flush
+    assert len(otlp_receiver.wait_for_requests(1)) == 1
+
+
+def fake_livekit_agents(monkeypatch: pytest.MonkeyPatch, get_job_context: Any) -> None:
+    """Stand in for ``livekit.agents`` (importing the real one takes seconds)."""
+    fake = types.ModuleType("livekit.agents")
+    fake.get_job_context = get_job_context  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "livekit.agents", fake)
+
+
+def test_setup_inside_a_job_registers_one_flush_per_job(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = FakeJobContext()
+    fake_livekit_agents(monkeypatch, lambda: ctx)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only a flush sends it
+
+    provider = setup_otlp(otlp_receiver.url)
+    setup_otlp(otlp_receiver.url)  # same settings, same job: still one callback
+    provider.get_tracer("t").start_span("last").end()
+    (callback,) = ctx.callbacks
+    asyncio.run(callback("room_deleted"))
+
+    assert [s.name for s in otlp_receiver.spans] == ["last"]
+
+
+def test_livekit_calls_the_flush_callback_with_the_shutdown_reason() -> None:
+    from livekit.agents import JobContext
+
+    callback = flush_on_shutdown(TracerProvider())
+    livekit_ctx = types.SimpleNamespace(_shutdown_callbacks=[])
+
+    JobContext.add_shutdown_callback(livekit_ctx, callback)  # type: ignore[arg-type]
+
+    # stored as is (a callback without a parameter would be wrapped), later awaited as
+    # callback(shutdown_info.reason)
+    assert livekit_ctx._shutdown_callbacks == [callback]
+
+
+def test_setup_outside_a_job_registers_nothing(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_job() -> None:
+        raise RuntimeError("no job context found")
+
+    fake_livekit_agents(monkeypatch, no_job)
+
+    provider = setup_otlp(otlp_receiver.url)
+
+    assert bootstrap.register_flush_on_shutdown(provider) is False
