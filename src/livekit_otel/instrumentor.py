@@ -8,6 +8,7 @@ from typing import Any
 
 import wrapt
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -99,7 +100,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
     def _on_session_start(self) -> None:
         self._quiet_builtin()
         provider = type(self)._provider or trace.get_tracer_provider()
-        if callable(getattr(provider, "force_flush", None)):
+        if isinstance(provider, SDKTracerProvider):
             # a provider built outside the job (at import time) still gets flushed at its end
             register_flush_on_shutdown(provider)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, llm
+from livekit.agents import Agent, AgentSession
+from livekit.agents import llm as lk_llm
 from livekit.agents.metrics import EOUMetrics
 from livekit.agents.vad import VADEventType
 from livekit.agents.voice import SpeechHandle
@@ -155,6 +156,10 @@ def _done_future(handle: SpeechHandle) -> asyncio.Future[None]:
     return fut
 
 
+async def _await(aw: Awaitable[T]) -> T:
+    return await aw
+
+
 class ScriptedConversation:
     """A real `AgentSession` wired to scripted components; say turns one at a time.
 
@@ -162,14 +167,14 @@ class ScriptedConversation:
     the audio path (VAD, STT, end of turn) and waits for the reply, `user_types()` does
     the same through `session.run(user_input=...)`, and `aclose()` closes the session
     and returns the `ScriptedRun`. Replies of turns come from `UserTurn.reply` (keyed by
-    the turn's text) unless an `llm` is given.
+    the turn's text) unless an `llm` is given. Create it inside a running event loop.
     """
 
     def __init__(
         self,
         *,
         agent: Agent | None = None,
-        llm: llm.LLM | None = None,
+        llm: lk_llm.LLM | None = None,
         tts: ScriptedTTS | None = None,
         playback_speed: float = 100.0,
         preemptive_generation: bool = False,
@@ -200,7 +205,7 @@ class ScriptedConversation:
         self._listen("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
         self._listen("speech_created", self._on_speech_created)
 
-    def _script(self, chat_ctx: llm.ChatContext) -> Reply | None:
+    def _script(self, chat_ctx: lk_llm.ChatContext) -> Reply | None:
         if chat_ctx.items and chat_ctx.items[-1].type == "function_call_output":
             return None
         return self._replies.get(_last_user_text(chat_ctx))
@@ -299,10 +304,10 @@ class ScriptedConversation:
         await self.stt.emit_transcript(turn.text, audio_duration=turn.speech_duration)
         speech_id = (await self._wait(eou, f"end of turn for {turn.text!r}")).metrics.speech_id
         handle = self._handles[speech_id]
-        if turn.interrupt_after is None or hold is None:
+        if hold is None:
             await self._wait(_done_future(handle), f"end of the reply to {turn.text!r}")
         elif await self._until_captured(hold, _done_future(handle)):
-            await asyncio.sleep(turn.interrupt_after)
+            await asyncio.sleep(turn.interrupt_after or 0.0)
             self._held = hold
         return handle
 
@@ -357,10 +362,6 @@ class ScriptedConversation:
         )
 
 
-async def _await(aw: Awaitable[T]) -> T:
-    return await aw
-
-
 async def run_scripted_session(
     turns: Sequence[UserTurn | str],
     *,
@@ -401,5 +402,6 @@ async def run_scripted_session(
                 await conv.user_types(turn)
     except BaseException:
         await conv.session.aclose()
+        conv.audio_input.close()
         raise
     return await conv.aclose()
