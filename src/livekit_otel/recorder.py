@@ -148,6 +148,7 @@ class SessionRecorder:
             **self.common,
             **self._trace_attributes(options.trace_name),
             attr.LK_AGENT_NAME: compat.agent_name(agent),
+            attr.GEN_AI_CONVERSATION_ID: self.session_id,
         }
         if room_name:
             root_attributes[attr.LK_ROOM_NAME] = room_name
@@ -177,7 +178,6 @@ class SessionRecorder:
         common: dict[str, AttributeValue] = {
             attr.SESSION_ID: self.session_id,
             attr.LANGFUSE_SESSION_ID: self.session_id,
-            attr.GEN_AI_CONVERSATION_ID: self.session_id,
         }
         if self.user_id:
             common[attr.USER_ID] = self.user_id

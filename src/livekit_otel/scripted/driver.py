@@ -367,7 +367,7 @@ async def run_scripted_session(
     *,
     agent: Agent | None = None,
     mode: Literal["audio", "text"] = "audio",
-    llm: llm.LLM | None = None,
+    llm: lk_llm.LLM | None = None,
     tts: ScriptedTTS | None = None,
     playback_speed: float = 100.0,
     preemptive_generation: bool = False,

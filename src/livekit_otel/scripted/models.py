@@ -127,8 +127,10 @@ class ScriptedLLM(llm.LLM):
         self._chars: dict[str, int] = {}
 
     def _item_chars(self, item: Any) -> int:
-        # memoized by item id: the context grows by a few items per turn
-        key = f"{getattr(item, 'id', '')}:{id(item)}"
+        # memoized by item id: the context is re-sent whole and grows every turn
+        key = getattr(item, "id", None)
+        if not isinstance(key, str):
+            return len(_item_text(item))
         if key not in self._chars:
             self._chars[key] = len(_item_text(item))
         return self._chars[key]
@@ -239,6 +241,7 @@ class ScriptedSTT(stt.STT):
         self._streams: list[ScriptedRecognizeStream] = []
         self._stream_ready = asyncio.Event()
         self._utterances = itertools.count(1)
+        self._request_id: str | None = None
 
     @property
     def model(self) -> str:
@@ -276,14 +279,24 @@ class ScriptedSTT(stt.STT):
         await self._stream_ready.wait()
         return self._streams[-1]
 
-    async def emit_transcript(
-        self, text: str, *, audio_duration: float, interim: bool = False, confidence: float = 0.95
-    ) -> None:
-        """Emit a final transcript (an interim one first if asked) and its usage."""
+    def _request(self) -> str:
+        if self._request_id is None:
+            self._request_id = f"scripted-stt-req-{next(self._utterances)}"
+        return self._request_id
+
+    async def emit_interim(self, text: str) -> None:
+        """Emit an interim transcript of the current utterance."""
         stream = await self.wait_for_stream()
-        request_id = f"scripted-stt-req-{next(self._utterances)}"
-        if interim:
-            stream.push_event(self._event(stt.SpeechEventType.INTERIM_TRANSCRIPT, text, request_id))
+        stream.push_event(
+            self._event(stt.SpeechEventType.INTERIM_TRANSCRIPT, text, self._request())
+        )
+
+    async def emit_transcript(
+        self, text: str, *, audio_duration: float, confidence: float = 0.95
+    ) -> None:
+        """Emit the utterance's final transcript, then its usage (`audio_duration` seconds)."""
+        stream = await self.wait_for_stream()
+        request_id, self._request_id = self._request(), None
         stream.push_event(
             self._event(stt.SpeechEventType.FINAL_TRANSCRIPT, text, request_id, confidence)
         )
@@ -294,11 +307,6 @@ class ScriptedSTT(stt.STT):
                 recognition_usage=stt.RecognitionUsage(audio_duration=audio_duration),
             )
         )
-
-    async def emit_interim(self, text: str) -> None:
-        """Emit an interim transcript only."""
-        stream = await self.wait_for_stream()
-        stream.push_event(self._event(stt.SpeechEventType.INTERIM_TRANSCRIPT, text, ""))
 
     @staticmethod
     def _event(
