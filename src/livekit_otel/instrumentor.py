@@ -8,11 +8,11 @@ from typing import Any
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
 from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
