@@ -69,6 +69,9 @@ def _release(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+_warned_newer = False
+
+
 def check_supported() -> None:
     """Raise for a release older than 1.3.6; warn once for one newer than the tested range."""
     found = livekit_version()
@@ -78,7 +81,9 @@ def check_supported() -> None:
             f"livekit-otel supports {SUPPORTED_RANGE}; found livekit-agents {found}. "
             "Upgrade livekit-agents to 1.3.6 or newer."
         )
-    if release[:2] > NEWEST_TESTED:
+    global _warned_newer
+    if release[:2] > NEWEST_TESTED and not _warned_newer:
+        _warned_newer = True
         logger.warning(
             "livekit-otel was tested with %s; livekit-agents %s is newer, so it instruments "
             "the hooks it finds and warns about any it cannot",

@@ -47,12 +47,16 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
     _silenced_builtin: Any = None
     _builtin_was_silenced = False
 
+    def instrument(self, **kwargs: Any) -> None:
+        """Instrument livekit-agents; raises ``UnsupportedVersionError`` before 1.3.6."""
+        compat.check_supported()
+        super().instrument(**kwargs)
+
     def instrumentation_dependencies(self) -> Collection[str]:
         """The livekit-agents releases this instrumentor applies to."""
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        compat.check_supported()
         provider = kwargs.pop("tracer_provider", None)
         kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
