@@ -170,6 +170,13 @@ def flush_on_shutdown(
 
     async def flush(reason: str = "") -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
+        # LiveKit closes the job's sessions in another shutdown callback, at the same time
+        # as this one: give their last spans (session_close, agent_session) a chance first
+        from livekit_otel.recorder import wait_for_open_sessions
+
+        await wait_for_open_sessions(timeout / 2)
+        remaining = max(timeout - (loop.time() - started), 0.1)
         done: asyncio.Future[bool] = loop.create_future()
 
         def resolve(flushed: bool) -> None:
@@ -179,7 +186,7 @@ def flush_on_shutdown(
         def work() -> None:
             flushed = False
             try:
-                flushed = provider.force_flush(timeout_millis=int(timeout * 1000))
+                flushed = provider.force_flush(timeout_millis=int(remaining * 1000))
             except Exception as exc:
                 logger.warning("livekit-otel: flushing spans failed (%s)", type(exc).__name__)
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
@@ -187,7 +194,7 @@ def flush_on_shutdown(
 
         threading.Thread(target=work, name="livekit-otel-flush", daemon=True).start()
         try:
-            flushed = await asyncio.wait_for(done, timeout)
+            flushed = await asyncio.wait_for(done, remaining)
         except asyncio.TimeoutError:
             logger.warning(
                 "livekit-otel: flushing spans at job shutdown (reason: %s) did not finish "

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 logger = logging.getLogger("livekit_otel")
 
@@ -228,6 +231,67 @@ def builtin_reaches(provider: Any) -> bool:
     return provider is not None and builtin_provider() is provider
 
 
+class _PassThroughTracer(trace.Tracer):
+    """Records nothing, but makes its non-recording span current, carrying the parent's context.
+
+    OpenTelemetry API releases before 1.44 (which livekit-agents 1.3.6 to 1.6.7 pin) have a
+    no-op tracer that does not make its span current; LiveKit then writes its attributes on,
+    and ends, whatever span is current, ours included. This tracer behaves like the newer
+    no-op tracer on every API release.
+    """
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        parent = trace.get_current_span(context)
+        if isinstance(parent, trace.NonRecordingSpan):
+            return parent
+        return trace.NonRecordingSpan(parent.get_span_context())
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[trace.Span]:
+        span = self.start_span(name, context)
+        with trace.use_span(span, end_on_exit=False):
+            yield span
+
+
+class PassThroughTracerProvider(trace.TracerProvider):
+    """The provider livekit-otel gives LiveKit's built-in telemetry to keep it out of traces."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _PassThroughTracer()
+
+
+def cloud_recording() -> bool:
+    """Whether this is a LiveKit Cloud job that records observability data itself."""
+    try:
+        from livekit.agents import get_job_context
+
+        context = get_job_context()
+    except Exception:
+        return False
+    return bool(getattr(getattr(context, "job", None), "enable_recording", False))
+
+
 def silence_builtin() -> Any | None:
     """Send LiveKit's built-in spans nowhere; returns what to pass to :func:`restore_builtin`."""
     builtin = _builtin_tracer()
@@ -235,7 +299,7 @@ def silence_builtin() -> Any | None:
     if builtin is None or not callable(set_provider):
         return None
     previous = getattr(builtin, "_tracer_provider", None)
-    set_provider(trace.NoOpTracerProvider())
+    set_provider(PassThroughTracerProvider())
     return previous
 
 

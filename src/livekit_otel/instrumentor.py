@@ -118,7 +118,8 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         if mode == "keep":
             return
         provider = cls._provider or trace.get_tracer_provider()
-        implicit = compat.builtin_follows_global()
+        # on LiveKit Cloud with recording on, LiveKit installs its own provider: leave it be
+        implicit = compat.builtin_follows_global() and not compat.cloud_recording()
         if mode == "off" or implicit or compat.builtin_reaches(provider):
             cls._silenced_builtin = compat.silence_builtin()
             cls._builtin_was_silenced = True

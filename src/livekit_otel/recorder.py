@@ -9,9 +9,11 @@ the times LiveKit measured.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -172,6 +174,7 @@ class SessionRecorder:
         self.last_agent_text: str | None = None
         self.start_span = self._child(attr.SPAN_SESSION_START, self.session_context)
         self.close_span: Span | None = None
+        _open_recorders.add(self)
 
     # -- attribute sets -----------------------------------------------------------------
     def _common_attributes(self) -> dict[str, AttributeValue]:
@@ -739,6 +742,19 @@ def record_error(span: Span, error: BaseException, capture_content: bool) -> Non
 
 
 _reported_turn_failure = False
+
+# recorders of sessions not yet closed, so a job-shutdown flush can wait for their last spans
+_open_recorders: weakref.WeakSet[SessionRecorder] = weakref.WeakSet()
+
+
+async def wait_for_open_sessions(timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, until every traced session of this loop has closed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if not any(not recorder.closed for recorder in list(_open_recorders)):
+            return
+        await asyncio.sleep(0.02)
 
 
 def _report_turn_failure() -> None:

@@ -463,9 +463,14 @@ class _ToolSpans:
 
     def _end(self, output: Any) -> None:
         call = getattr(output, "fnc_call", None)
-        node = self.open.pop(str(getattr(call, "call_id", "")), None)
+        key = str(getattr(call, "call_id", ""))
+        node = self.open.pop(key, None)
         if node is None:
-            return
+            if call is None:
+                return
+            # an unknown tool or unparsable arguments: LiveKit reports it without a start
+            self._start(call)
+            node = self.open.pop(key)
         options = self.recorder.options
         call_output = getattr(output, "fnc_call_out", None)
         is_error = bool(getattr(call_output, "is_error", False))
