@@ -27,20 +27,30 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
 from livekit_otel.console import latency_table, span_tree
 from livekit_otel.local import OtlpJsonFileExporter
-from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
+from livekit_otel.scripted import (
+    ToolCall,
+    UserTurn,
+    run_scripted_session,
+    scripted_session_options,
+)
 
+# the scripted VAD dates the start and end of speech back by these durations, as a real
+# VAD does; they are kept shorter than the accelerated call's real pauses
+_SPOKEN = {"speech_duration": 0.015, "silence_duration": 0.03}
 SCRIPT = [
-    UserTurn("Hi, I'd like to plan a day out in Paris."),
+    UserTurn("Hi, I'd like to plan a day out in Paris.", **_SPOKEN),
     UserTurn(
         "What's the weather like in Paris today?",
         reply=ToolCall("lookup_weather", {"location": "Paris"}),
+        **_SPOKEN,
     ),
     UserTurn(
         "Tell me everything about the history of the Louvre.",
         reply="The Louvre began as a fortress built in the late twelfth century. " * 8,
         interrupt_after=0.02,
+        **_SPOKEN,
     ),
-    UserTurn("Sorry, short version please. Thanks, bye!"),
+    UserTurn("Sorry, short version please. Thanks, bye!", **_SPOKEN),
 ]
 
 
@@ -64,7 +74,9 @@ async def main() -> int:
     """Run the scripted call and show where its trace went."""
     provider, exporter, destination = _configure()
     started = time.perf_counter()
-    run = await run_scripted_session(SCRIPT, mode="audio")
+    # a short barge-in is enough to interrupt the agent in this accelerated call
+    options = scripted_session_options(min_interruption_duration=0.01)
+    run = await run_scripted_session(SCRIPT, mode="audio", session_options=options)
     elapsed = time.perf_counter() - started
     provider.force_flush()
     print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")

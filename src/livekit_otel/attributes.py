@@ -73,7 +73,7 @@ LK_LLM_PROMPT_CONTINUES: Final = "lk.llm.prompt.continues_span_id"
 LK_LLM_OUTPUT_TEXT: Final = "lk.llm.output.text"
 LK_LLM_OUTPUT_TOOL_CALLS: Final = "lk.llm.output.tool_calls"
 LK_TOOL_ARGUMENTS: Final = "lk.function_tool.arguments"
-LK_TOOL_OUTPUT: Final = "lk.function_tool.output"
+LK_TOOL_RESULT: Final = "lk.function_tool.result"
 LK_TOOL_IS_ERROR: Final = "lk.function_tool.is_error"
 
 LK_ERROR_EVENT: Final = "lk.error"

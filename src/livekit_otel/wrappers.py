@@ -480,7 +480,7 @@ class _ToolSpans:
             arguments = node.text[0] if node.text else ""
             result = content.limit(str(getattr(call_output, "output", "") or ""), options)
             values[attr.LK_TOOL_ARGUMENTS] = arguments
-            values[attr.LK_TOOL_OUTPUT] = result
+            values[attr.LK_TOOL_RESULT] = result
             self.recorder._io(values, arguments, result, json_io=False)
             if options.genai:
                 values[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments
