@@ -148,6 +148,17 @@ def agent_name(agent: Any) -> str:
     return label if isinstance(label, str) and label else type(agent).__name__
 
 
+def session_agent(session: Any) -> Any | None:
+    """The agent currently running a session (``current_agent`` on 1.x, else ``_agent``)."""
+    if session is None:
+        return None
+    try:
+        agent = getattr(session, "current_agent", None)
+    except Exception:  # raises before start on some releases
+        agent = None
+    return agent if agent is not None else getattr(session, "_agent", None)
+
+
 def speech_interrupted(handle: Any) -> bool:
     """Whether a speech handle was interrupted."""
     return bool(getattr(handle, "interrupted", False))
@@ -251,10 +262,13 @@ class _PassThroughTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        parent = trace.get_current_span(context)
-        if isinstance(parent, trace.NonRecordingSpan):
-            return parent
-        return trace.NonRecordingSpan(parent.get_span_context())
+        try:
+            parent = trace.get_current_span(context)
+            if isinstance(parent, trace.NonRecordingSpan):
+                return parent
+            return trace.NonRecordingSpan(parent.get_span_context())
+        except Exception:  # a broken span of someone else's must not break LiveKit
+            return trace.INVALID_SPAN
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]

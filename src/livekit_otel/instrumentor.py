@@ -18,6 +18,7 @@ from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
 from .bootstrap import register_flush_on_shutdown
 from .config import resolve_options
+from .recorder import close_open_sessions
 from .package import _instruments
 from .version import __version__
 
@@ -85,6 +86,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         cls = type(self)
+        close_open_sessions()
         for hook in cls._wrapped:
             module = __import__(hook.module, fromlist=["_"])
             owner_path, _, name = hook.attribute.rpartition(".")

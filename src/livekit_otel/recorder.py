@@ -55,8 +55,10 @@ class AgentTurn:
     """An open ``agent_turn`` span: one speech handle."""
 
     __slots__ = (
+        "__weakref__",
         "agent_text",
         "context",
+        "done_callback",
         "ended",
         "eou_delay",
         "handle",
@@ -81,6 +83,7 @@ class AgentTurn:
         self.user_text: str | None = None
         self.agent_text: list[str] = []
         self.realtime: MetricsAggregate | None = None
+        self.done_callback: Any = None
         self.ended = False
 
 
@@ -129,6 +132,7 @@ class SessionRecorder:
         self.tracer = tracer
         self.options = options
         self.closed = False
+        self._session = weakref.ref(session)
         room_name, job_id = compat.job_info()
         pending = getattr(session, "_livekit_otel_pending", None) or {}
         self.session_id: str = str(pending.get("session_id") or job_id or uuid.uuid4().hex)
@@ -321,7 +325,9 @@ class SessionRecorder:
         values[attr.LK_SESSION_TURNS] = self.agent_turn_count
         if self.vad.requests:
             values.update(self.vad.attributes())
-        self._io(values, self.first_user_text, self.last_agent_text)
+        first_user = self._text(self.first_user_text) if self.first_user_text else None
+        last_agent = self._text(self.last_agent_text) if self.last_agent_text else None
+        self._io(values, first_user, last_agent)
         self.session_span.set_attributes(values)
         self.session_span.end()
 
@@ -358,7 +364,18 @@ class SessionRecorder:
         turn = AgentTurn(span, speech_id, handle)
         self.turns[speech_id] = turn
         self.agent_turn_count += 1
-        handle.add_done_callback(lambda _: self._turn_done(turn))
+        # LiveKit keeps speech handles (in its recorded events) for the whole session: the
+        # callback must not keep the turn, its span or this recorder alive
+        turn_ref = weakref.ref(turn)
+        recorder_ref = weakref.ref(self)
+
+        def on_done(done_handle: Any) -> None:
+            done_turn, recorder = turn_ref(), recorder_ref()
+            if done_turn is not None and recorder is not None:
+                recorder._turn_done(done_turn)
+
+        turn.done_callback = on_done
+        handle.add_done_callback(on_done)
 
     def _turn_done(self, turn: AgentTurn) -> None:
         try:
@@ -370,6 +387,8 @@ class SessionRecorder:
     def _current_agent(self) -> Any | None:
         activity = compat.current_activity()
         agent = getattr(activity, "agent", None) if activity is not None else None
+        if agent is None:
+            agent = compat.session_agent(self._session())
         return agent
 
     def _on_user_state(self, event: Any) -> None:
@@ -616,8 +635,7 @@ class SessionRecorder:
         span.end(_ns(end))
 
     def _component(self, name: str) -> Any | None:
-        activity = compat.current_activity()
-        session = compat.activity_session(activity) if activity is not None else None
+        session = self._session()
         return compat.session_component(session, name) if session is not None else None
 
     # -- agent turns ------------------------------------------------------------------
@@ -633,6 +651,10 @@ class SessionRecorder:
             return
         turn.ended = True
         self.turns.pop(turn.speech_id, None)
+        remove = getattr(turn.handle, "remove_done_callback", None)
+        if turn.done_callback is not None and callable(remove):
+            remove(turn.done_callback)
+            turn.done_callback = None
         for node in turn.nodes:
             if not node.ended:
                 self.end_node(node, cancelled=True)
@@ -745,6 +767,21 @@ _reported_turn_failure = False
 
 # recorders of sessions not yet closed, so a job-shutdown flush can wait for their last spans
 _open_recorders: weakref.WeakSet[SessionRecorder] = weakref.WeakSet()
+
+
+def close_open_sessions() -> None:
+    """End the traces of sessions still running (``uninstrument`` while a call is live)."""
+    for recorder in list(_open_recorders):
+        if recorder.closed:
+            continue
+        try:
+            recorder.close_started("instrumentation_removed", None)
+            recorder.close_finished()
+        except Exception:
+            recorder.closed = True
+            logging.getLogger("livekit_otel").warning(
+                "livekit-otel failed to end a live session's trace", exc_info=True
+            )
 
 
 async def wait_for_open_sessions(timeout: float) -> None:

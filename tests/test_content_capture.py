@@ -1,0 +1,305 @@
+"""Captured content: prompts, transcripts, tool arguments and results, spoken text.
+
+On by default; off with ``capture_content=False`` or ``LIVEKIT_OTEL_CAPTURE_CONTENT=false``
+(then no user or model text appears anywhere in the trace); passed through the ``redact``
+hook and the ``max_attribute_length`` limit; and bounded per ``llm_node``, so a long call
+does not record its whole history again on every generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+
+from livekit_otel import redact_pii
+from livekit_otel.scripted import ToolCall, UserTurn
+from livekit_otel.scripted.tools import DEFAULT_INSTRUCTIONS
+from support.tracing import (
+    SpanTree,
+    TracedRun,
+    Tracing,
+    attributes,
+    find_texts,
+    instrumented,
+    span_id_hex,
+    texts_of,
+    trace_session,
+)
+
+WEATHER = ToolCall("lookup_weather", {"location": "Paris"})
+BOOKING = ToolCall("book_table", {"restaurant": "Chez Panisse", "people": 4})
+TURNS = [
+    UserTurn("hello there"),
+    UserTurn("what is the weather in Paris", reply=WEATHER),
+    UserTurn("book a table at Chez Panisse", reply=BOOKING),
+]
+TRUNCATED = re.compile(r"…\[truncated \d+ chars\]$")
+
+
+def history_texts(run_history: list[dict[str, Any]]) -> list[str]:
+    """Every user and model text of a session, from LiveKit's own chat history."""
+    texts: list[str] = []
+    for item in run_history:
+        if item["type"] == "message":
+            texts.extend(part for part in item["content"] if isinstance(part, str))
+        elif item["type"] == "function_call":
+            texts.append(item["arguments"])
+            texts.extend(v for v in json.loads(item["arguments"]).values() if isinstance(v, str))
+        elif item["type"] == "function_call_output":
+            texts.append(item["output"])
+    return texts
+
+
+def script_texts(traced: TracedRun) -> list[str]:
+    """What no span may carry when content capture is off."""
+    return [
+        *(turn.text for turn in TURNS),
+        *history_texts(traced.run.history),
+        *traced.run.agent_text,
+        DEFAULT_INSTRUCTIONS,
+        "no table for 4 available at Chez Panisse",
+    ]
+
+
+def messages(value: Any) -> Any:
+    return json.loads(str(value))
+
+
+@pytest.fixture(scope="module")
+def captured() -> TracedRun:
+    """A traced audio session with default options (content capture on)."""
+
+    async def session(tracing: Tracing) -> TracedRun:
+        return await trace_session(tracing, TURNS, mode="audio")
+
+    with instrumented() as tracing:
+        return asyncio.run(session(tracing))
+
+
+def items_of(traced: TracedRun, kind: str) -> list[dict[str, Any]]:
+    return [item for item in traced.run.history if item["type"] == kind]
+
+
+def assistant_texts(traced: TracedRun) -> list[str]:
+    return [
+        " ".join(item["content"])
+        for item in items_of(traced, "message")
+        if item["role"] == "assistant"
+    ]
+
+
+def agent_turn_of(tree: SpanTree, index: int) -> ReadableSpan:
+    return tree.named("agent_turn")[index]
+
+
+# -- on by default ---------------------------------------------------------------------------
+def test_llm_node_input_is_the_prompt_as_chat_messages(captured: TracedRun) -> None:
+    first = captured.tree.named("llm_node")[0]
+    assert messages(attributes(first)["langfuse.observation.input"]) == [
+        {"role": "system", "content": DEFAULT_INSTRUCTIONS},
+        {"role": "user", "content": "hello there"},
+    ]
+
+
+def test_llm_node_output_is_the_generated_text(captured: TracedRun) -> None:
+    first = captured.tree.named("llm_node")[0]
+    assert messages(attributes(first)["langfuse.observation.output"]) == {
+        "role": "assistant",
+        "content": assistant_texts(captured)[0],
+    }
+
+
+def test_llm_node_output_carries_the_tool_calls_it_generated(captured: TracedRun) -> None:
+    weather_turn = agent_turn_of(captured.tree, 1)
+    first = captured.tree.children_of(weather_turn, "llm_node")[0]
+    (call,) = [c for c in items_of(captured, "function_call") if c["name"] == WEATHER.name]
+    output = messages(attributes(first)["langfuse.observation.output"])
+    assert output["tool_calls"] == [
+        {
+            "id": call["call_id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": call["arguments"]},
+        }
+    ]
+
+
+def test_function_tool_carries_its_arguments_and_result(captured: TracedRun) -> None:
+    tool = captured.tree.with_attribute("gen_ai.tool.name", WEATHER.name, "function_tool")[0]
+    (call,) = [c for c in items_of(captured, "function_call") if c["name"] == WEATHER.name]
+    (result,) = [
+        r for r in items_of(captured, "function_call_output") if r["call_id"] == call["call_id"]
+    ]
+    values = attributes(tool)
+    assert json.loads(values["lk.function_tool.arguments"]) == WEATHER.arguments
+    assert values["lk.function_tool.result"] == result["output"]
+    assert values["langfuse.observation.input"] == values["lk.function_tool.arguments"]
+    assert values["langfuse.observation.output"] == result["output"]
+
+
+def test_agent_turn_carries_user_text_in_and_agent_text_out(captured: TracedRun) -> None:
+    turn = attributes(agent_turn_of(captured.tree, 0))
+    assert turn["lk.turn.user_text"] == "hello there"
+    assert turn["lk.turn.agent_text"] == assistant_texts(captured)[0]
+    assert turn["langfuse.observation.input"] == turn["lk.turn.user_text"]
+    assert turn["langfuse.observation.output"] == turn["lk.turn.agent_text"]
+
+
+def test_user_turn_carries_the_transcript(captured: TracedRun) -> None:
+    transcripts = {attributes(s)["lk.user.transcript"] for s in captured.tree.named("user_turn")}
+    assert transcripts == {turn.text for turn in TURNS}
+
+
+def test_tts_node_carries_the_spoken_text(captured: TracedRun) -> None:
+    (node,) = captured.tree.children_of(agent_turn_of(captured.tree, 0), "tts_node")
+    assert attributes(node)["lk.tts.text"] == assistant_texts(captured)[0]
+
+
+@pytest.mark.parametrize(
+    "text", ["hello there", "Paris", "It is sunny and 21 degrees in Paris", DEFAULT_INSTRUCTIONS]
+)
+def test_with_capture_on_the_scan_finds_script_text(captured: TracedRun, text: str) -> None:
+    assert text in script_texts(captured)
+    assert find_texts(captured.tree, [text])
+
+
+# -- off -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["audio", "text"])
+@pytest.mark.parametrize("switch", ["option", "environment"])
+async def test_with_capture_off_no_user_or_model_text_is_in_any_span(
+    switch: str, mode: str, instrument: Callable[..., Tracing], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if switch == "option":
+        tracing = instrument(capture_content=False)
+    else:
+        monkeypatch.setenv("LIVEKIT_OTEL_CAPTURE_CONTENT", "false")
+        tracing = instrument()
+    traced = await trace_session(tracing, TURNS, mode=mode)
+    assert traced.tree.names["function_tool"] == 2
+    assert find_texts(traced.tree, script_texts(traced)) == []
+
+
+async def test_with_capture_off_a_failing_tool_still_reports_its_error_type(
+    instrument: Callable[..., Tracing],
+) -> None:
+    tracing = instrument(capture_content=False)
+    traced = await trace_session(tracing, [TURNS[2]], mode="text")
+    tool = traced.tree.one("function_tool")
+    assert tool.status.description == "RuntimeError"
+    assert [dict(e.attributes or {}) for e in tool.events] == [{"exception.type": "RuntimeError"}]
+
+
+# -- redaction -------------------------------------------------------------------------------
+EMAIL = "jane.doe@example.com"
+PHONE = "+1 415 555 0100"
+CARD = "4111 1111 1111 1111"
+PII_TEXT = f"mail me at {EMAIL} or call {PHONE}, my card is {CARD}"
+
+
+@pytest.fixture
+async def redacted(instrument: Callable[..., Tracing]) -> TracedRun:
+    tracing = instrument(redact=redact_pii)
+    return await trace_session(tracing, [UserTurn(PII_TEXT), "thanks"], mode="text")
+
+
+async def test_redact_hook_cleans_the_user_turn(redacted: TracedRun) -> None:
+    transcript = attributes(redacted.tree.named("user_turn")[0])["lk.user.transcript"]
+    assert transcript == "mail me at [email] or call [phone], my card is [card]"
+
+
+async def test_redact_hook_cleans_the_prompt_and_the_reply(redacted: TracedRun) -> None:
+    nodes = redacted.tree.named("llm_node") + redacted.tree.named("tts_node")
+    nodes += redacted.tree.named("agent_turn") + redacted.tree.named("user_turn")
+    assert find_texts(nodes, [EMAIL, PHONE, CARD]) == []
+    second_prompt = attributes(redacted.tree.named("llm_node")[1])["langfuse.observation.input"]
+    assert "[email]" in str(second_prompt)
+
+
+async def test_redact_hook_removes_pii_from_every_span(redacted: TracedRun) -> None:
+    assert find_texts(redacted.tree, [EMAIL, PHONE, CARD]) == []
+
+
+# -- size limit ----------------------------------------------------------------------------
+LIMIT = 40
+LONG_TEXT = "word " * 100
+
+
+def within_limit(text: str) -> bool:
+    marker = TRUNCATED.search(text)
+    return len(text) <= LIMIT or (marker is not None and marker.start() == LIMIT)
+
+
+@pytest.fixture
+async def limited(instrument: Callable[..., Tracing]) -> TracedRun:
+    tracing = instrument(max_attribute_length=LIMIT)
+    return await trace_session(tracing, [UserTurn(LONG_TEXT)], mode="text")
+
+
+async def test_long_transcript_is_cut_at_the_limit_with_a_truncation_marker(
+    limited: TracedRun,
+) -> None:
+    transcript = attributes(limited.tree.one("user_turn"))["lk.user.transcript"]
+    dropped = len(LONG_TEXT) - LIMIT
+    assert transcript == LONG_TEXT[:LIMIT] + f"…[truncated {dropped} chars]"
+
+
+async def test_long_reply_is_cut_on_the_turn_and_the_tts_node(limited: TracedRun) -> None:
+    turn = attributes(limited.tree.one("agent_turn"))
+    tts = attributes(limited.tree.one("tts_node"))
+    for value in (turn["lk.turn.agent_text"], tts["lk.tts.text"]):
+        assert TRUNCATED.search(value)
+        assert within_limit(value)
+
+
+async def test_no_text_attribute_of_any_span_exceeds_the_limit(limited: TracedRun) -> None:
+    too_long = [where for where, text in texts_of(limited.tree) if not within_limit(text)]
+    assert too_long == []
+
+
+# -- prompt capture stays bounded -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_call() -> TracedRun:
+    """A 30-turn text session with default options."""
+    turns = [UserTurn(f"question number {n}") for n in range(1, 31)]
+
+    async def session(tracing: Tracing) -> TracedRun:
+        return await trace_session(tracing, turns, mode="text")
+
+    with instrumented() as tracing:
+        return asyncio.run(session(tracing))
+
+
+def test_last_llm_node_records_no_more_prompt_items_than_the_third(long_call: TracedRun) -> None:
+    nodes = long_call.tree.named("llm_node")
+    assert len(nodes) == 30
+    third, last = attributes(nodes[2]), attributes(nodes[-1])
+    assert last["lk.llm.prompt.items"] > third["lk.llm.prompt.items"]
+    assert len(messages(last["langfuse.observation.input"])) <= len(
+        messages(third["langfuse.observation.input"])
+    )
+    assert last["lk.llm.prompt.captured_items"] <= third["lk.llm.prompt.captured_items"]
+
+
+def test_each_llm_node_prompt_continues_the_previous_one(long_call: TracedRun) -> None:
+    nodes = long_call.tree.named("llm_node")
+    assert "lk.llm.prompt.continues_span_id" not in attributes(nodes[0])
+    for previous, node in itertools.pairwise(nodes):
+        assert attributes(node)["lk.llm.prompt.continues_span_id"] == span_id_hex(previous)
+
+
+def test_each_llm_node_prompt_holds_what_is_new_since_the_previous_one(
+    long_call: TracedRun,
+) -> None:
+    nodes = long_call.tree.named("llm_node")
+    last = messages(attributes(nodes[-1])["langfuse.observation.input"])
+    replies = assistant_texts(long_call)
+    assert last == [
+        {"role": "assistant", "content": replies[-2]},
+        {"role": "user", "content": "question number 30"},
+    ]

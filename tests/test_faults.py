@@ -1,0 +1,405 @@
+"""A failing backend or a failing livekit-otel never changes, slows or breaks the session.
+
+Backend faults use the local OTLP receiver: connection refused, a 30 s hang, 401 and 500.
+``setup_otlp`` exports from the ``BatchSpanProcessor``'s own thread; with a 20 ms
+schedule delay exports (and their failures) happen while the turns run, so a blocked
+event loop would show in the turn times. Each fault runs next to an untraced run of the
+same script, in the same fixture, and the two are compared.
+
+Instrumentation faults: a tracer provider whose tracers raise, one whose spans raise from
+every method, and a ``SessionRecorder`` whose hooks raise one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
+from livekit_otel.recorder import SessionRecorder
+from livekit_otel.scripted import ScriptedConversation, ToolCall, UserTurn
+from support.otlp_receiver import OtlpReceiver, refused_url
+from support.tracing import SpanLifecycle
+
+EXPORT_TIMEOUT_S = 3.0
+"""Per-export bound given to setup_otlp: an export on the event loop would stall a turn so long."""
+BUSY_SCHEDULE_DELAY_MS = "20"
+DEFAULT_SCHEDULE_DELAY_MS = "5000"  # the SDK's default: a short session is one batch
+SLOWDOWN_FACTOR = 3.0
+SLOWDOWN_SLACK_S = 0.5
+MAX_EXPORT_LOG_RECORDS = 5
+BACKEND_FAULTS = ("refused", "hang", "unauthorized", "server_error")
+RECORDER_HOOKS = (
+    "on_event",
+    "begin_commit",
+    "finish_commit",
+    "start_node",
+    "end_node",
+    "end_agent_turn",
+    "close_started",
+    "close_finished",
+    "session_started",
+)
+OUR_LOGGER = "livekit_otel"
+EXPORT_LOGGERS = ("opentelemetry", OUR_LOGGER)
+COMPARED_KEYS = ("type", "role", "content", "name", "arguments", "output", "is_error")
+CONVERSATION_ITEMS = ("message", "function_call", "function_call_output")
+
+SCRIPT = (
+    UserTurn("hello there"),
+    UserTurn(
+        "what is the weather in Paris", reply=ToolCall("lookup_weather", {"location": "Paris"})
+    ),
+    UserTurn(
+        "book a table at Chez Nous", reply=ToolCall("book_table", {"restaurant": "Chez Nous"})
+    ),
+    UserTurn("tell me something nice"),
+    UserTurn("and the weather in Oslo", reply=ToolCall("lookup_weather", {"location": "Oslo"})),
+    UserTurn("thanks, goodbye"),
+)
+
+
+# -- running sessions -------------------------------------------------------------------------
+@dataclass
+class Session:
+    """One run of ``SCRIPT``: its conversation, per-turn wall times and what was logged."""
+
+    conversation: list[list[Any]]
+    turn_seconds: list[float]
+    records: list[logging.LogRecord] = field(default_factory=list)
+    attempts_during_turns: int = 0
+    escaped: str | None = None
+    """The exception that escaped the session, if one did."""
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.turn_seconds)
+
+
+def conversation_of(history: list[dict[str, Any]]) -> list[list[Any]]:
+    """The conversation's content (no ids or timestamps): messages and tool calls in order."""
+    return [
+        [item.get(key) for key in COMPARED_KEYS]
+        for item in history
+        if item.get("type") in CONVERSATION_ITEMS
+    ]
+
+
+class Records(logging.Handler):
+    """Keeps the records of the loggers livekit-otel and the exporter write to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(EXPORT_LOGGERS):
+            self.records.append(record)
+
+    def warnings(self, logger: str | None = None) -> list[logging.LogRecord]:
+        return [
+            record
+            for record in self.records
+            if record.levelno >= logging.WARNING
+            and (logger is None or record.name.startswith(logger))
+        ]
+
+
+@contextmanager
+def recording_logs() -> Iterator[Records]:
+    handler = Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+async def play(attempts: Callable[[], int] | None = None) -> Session:
+    """Play ``SCRIPT`` turn by turn through the audio path, timing each turn."""
+    conversation = ScriptedConversation()
+    await conversation.start()
+    seconds: list[float] = []
+    for turn in SCRIPT:
+        started = time.perf_counter()
+        await conversation.user_says(turn)
+        seconds.append(time.perf_counter() - started)
+    during = attempts() if attempts is not None else 0
+    run = await conversation.aclose()
+    return Session(conversation_of(run.history), seconds, attempts_during_turns=during)
+
+
+def play_catching(attempts: Callable[[], int] | None = None) -> Session:
+    """``play`` in a fresh event loop; an exception that escapes is kept, not raised."""
+    try:
+        return asyncio.run(play(attempts))
+    except Exception as error:
+        return Session([], [], escaped=f"{type(error).__name__}: {error}")
+
+
+def uninstrument() -> None:
+    instrumentor = LiveKitAgentsInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+
+
+def play_untraced() -> Session:
+    uninstrument()
+    return asyncio.run(play())
+
+
+@contextmanager
+def instrumented_with(provider: trace.TracerProvider) -> Iterator[None]:
+    uninstrument()
+    LiveKitAgentsInstrumentor().instrument(tracer_provider=provider)
+    try:
+        yield
+    finally:
+        uninstrument()
+
+
+# -- backend faults ---------------------------------------------------------------------------
+@dataclass
+class FaultyBackend:
+    """Where setup_otlp exports to, and how to count the export attempts it made."""
+
+    endpoint: str
+    receiver: OtlpReceiver | None
+
+
+@contextmanager
+def faulty_backend(fault: str) -> Iterator[FaultyBackend]:
+    if fault == "refused":
+        yield FaultyBackend(refused_url(), None)
+        return
+    receiver = OtlpReceiver().start()
+    if fault == "hang":
+        receiver.respond(delay=30.0)
+    elif fault == "unauthorized":
+        receiver.respond(status=401)
+    elif fault == "server_error":
+        receiver.respond(status=500)
+    try:
+        yield FaultyBackend(receiver.url, receiver)
+    finally:
+        receiver.stop()  # ends the hang at once
+
+
+def export_attempts(backend: FaultyBackend, logs: Records) -> Callable[[], int]:
+    """Export attempts so far: requests the receiver got, or failures the exporter logged."""
+    if backend.receiver is not None:
+        receiver = backend.receiver
+        return lambda: len(receiver.requests)
+    return lambda: len(logs.warnings("opentelemetry"))
+
+
+@contextmanager
+def exporting_to(
+    backend: FaultyBackend, schedule_delay_ms: str
+) -> Iterator[tuple[TracerProvider, SpanLifecycle]]:
+    """``setup_otlp`` to ``backend``; shut down (without waiting on the fault) afterwards."""
+    uninstrument()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(bootstrap, "_installed", None)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", schedule_delay_ms)
+        provider = setup_otlp(backend.endpoint, headers={}, timeout=EXPORT_TIMEOUT_S)
+    lifecycle = SpanLifecycle()
+    provider.add_span_processor(lifecycle)
+    try:
+        yield provider, lifecycle
+    finally:
+        uninstrument()
+        if backend.receiver is not None:
+            backend.receiver.release()
+        provider.shutdown()
+
+
+@dataclass
+class FaultRun:
+    """An untraced run and a run exporting to a failing backend, back to back."""
+
+    untraced: Session
+    traced: Session
+
+
+@pytest.fixture(scope="module", params=BACKEND_FAULTS)
+def fault_run(request: pytest.FixtureRequest) -> Iterator[FaultRun]:
+    with faulty_backend(request.param) as backend:
+        untraced = play_untraced()
+        with recording_logs() as logs, exporting_to(backend, BUSY_SCHEDULE_DELAY_MS):
+            traced = play_catching(export_attempts(backend, logs))
+        traced.records = logs.records
+        yield FaultRun(untraced, traced)
+
+
+def test_no_exception_escapes_when_the_backend_fails(fault_run: FaultRun) -> None:
+    assert fault_run.traced.escaped is None
+
+
+def test_session_history_is_unchanged_when_the_backend_fails(fault_run: FaultRun) -> None:
+    assert fault_run.traced.conversation == fault_run.untraced.conversation
+
+
+def test_exports_were_attempted_while_the_turns_ran(fault_run: FaultRun) -> None:
+    assert fault_run.traced.attempts_during_turns >= 1
+
+
+def test_turns_are_not_slowed_by_a_failing_backend(fault_run: FaultRun) -> None:
+    bound = SLOWDOWN_FACTOR * fault_run.untraced.total_seconds + SLOWDOWN_SLACK_S
+    assert fault_run.traced.total_seconds <= bound, (
+        f"turns took {fault_run.traced.turn_seconds} s traced, "
+        f"{fault_run.untraced.turn_seconds} s untraced"
+    )
+    assert max(fault_run.traced.turn_seconds) < EXPORT_TIMEOUT_S
+
+
+def test_livekit_otel_itself_does_not_log_when_the_backend_fails(fault_run: FaultRun) -> None:
+    ours = [
+        record.getMessage()
+        for record in fault_run.traced.records
+        if record.name.startswith(OUR_LOGGER) and record.levelno >= logging.WARNING
+    ]
+    assert ours == []
+
+
+@pytest.mark.parametrize("fault", BACKEND_FAULTS)
+def test_a_failing_backend_logs_a_few_warnings_not_one_per_span(fault: str) -> None:
+    with (
+        faulty_backend(fault) as backend,
+        recording_logs() as logs,
+        exporting_to(backend, DEFAULT_SCHEDULE_DELAY_MS) as (provider, lifecycle),
+    ):
+        asyncio.run(play())
+        provider.force_flush(timeout_millis=int(2 * EXPORT_TIMEOUT_S * 1000))
+        warnings = logs.warnings()
+    assert lifecycle.ended >= 6 * len(SCRIPT)
+    assert 1 <= len(warnings) <= MAX_EXPORT_LOG_RECORDS, [r.getMessage() for r in warnings]
+
+
+# -- instrumentation faults -------------------------------------------------------------------
+class Broken(RuntimeError):
+    """What the broken tracers, spans and recorder raise."""
+
+
+def _raise(*args: Any, **kwargs: Any) -> Any:
+    raise Broken("livekit-otel test fault")
+
+
+class RaisingTracer(trace.Tracer):
+    """A tracer whose every method raises."""
+
+    start_span = _raise
+    start_as_current_span = _raise  # type: ignore[assignment]
+
+
+class RaisingSpan(trace.Span):
+    """A span whose every method raises."""
+
+    end = _raise
+    get_span_context = _raise
+    set_attributes = _raise
+    set_attribute = _raise
+    add_event = _raise
+    add_link = _raise
+    update_name = _raise
+    is_recording = _raise
+    set_status = _raise
+    record_exception = _raise
+
+
+class SpanRaisingTracer(trace.Tracer):
+    """A tracer that hands out spans whose every method raises."""
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return RaisingSpan()
+
+    start_as_current_span = _raise  # type: ignore[assignment]
+
+
+class BrokenProvider(trace.TracerProvider):
+    """A tracer provider whose tracers are ``tracer``."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return self.tracer
+
+
+@dataclass
+class BrokenRun:
+    """An untraced run and a run with broken instrumentation, and our logger's warnings."""
+
+    untraced: Session
+    broken: Session
+    warnings: list[str]
+
+
+def play_broken(provider: trace.TracerProvider) -> BrokenRun:
+    untraced = play_untraced()
+    with recording_logs() as logs, instrumented_with(provider):
+        broken = play_catching()
+    warnings = [record.getMessage() for record in logs.warnings(OUR_LOGGER)]
+    return BrokenRun(untraced, broken, warnings)
+
+
+@pytest.fixture(scope="module", params=["tracer_raises", "spans_raise"])
+def broken_provider_run(request: pytest.FixtureRequest) -> BrokenRun:
+    tracer = RaisingTracer() if request.param == "tracer_raises" else SpanRaisingTracer()
+    return play_broken(BrokenProvider(tracer))
+
+
+@pytest.fixture(scope="module", params=RECORDER_HOOKS)
+def broken_hook_run(request: pytest.FixtureRequest) -> Iterator[BrokenRun]:
+    provider = TracerProvider()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(SessionRecorder, request.param, _raise)
+        yield play_broken(provider)
+    provider.shutdown()
+
+
+def test_no_exception_escapes_when_the_tracer_provider_raises(
+    broken_provider_run: BrokenRun,
+) -> None:
+    assert broken_provider_run.broken.escaped is None
+
+
+def test_session_history_is_unchanged_when_the_tracer_provider_raises(
+    broken_provider_run: BrokenRun,
+) -> None:
+    assert broken_provider_run.broken.conversation == broken_provider_run.untraced.conversation
+
+
+def test_a_raising_tracer_provider_is_warned_about_once_per_hook(
+    broken_provider_run: BrokenRun,
+) -> None:
+    repeated = {m: n for m, n in Counter(broken_provider_run.warnings).items() if n > 1}
+    assert broken_provider_run.warnings
+    assert repeated == {}
+
+
+def test_no_exception_escapes_when_a_recorder_hook_raises(broken_hook_run: BrokenRun) -> None:
+    assert broken_hook_run.broken.escaped is None
+
+
+def test_session_history_is_unchanged_when_a_recorder_hook_raises(
+    broken_hook_run: BrokenRun,
+) -> None:
+    assert broken_hook_run.broken.conversation == broken_hook_run.untraced.conversation
+
+
+def test_a_raising_recorder_hook_is_warned_about_once_per_hook(broken_hook_run: BrokenRun) -> None:
+    repeated = {m: n for m, n in Counter(broken_hook_run.warnings).items() if n > 1}
+    assert broken_hook_run.warnings
+    assert repeated == {}
