@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, Callable
 
-import pytest
 from livekit import rtc
 from livekit.agents import Agent, FlushSentinel, ModelSettings, function_tool, llm
 from livekit.agents.metrics import EOUMetrics

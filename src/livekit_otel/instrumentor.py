@@ -18,8 +18,8 @@ from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
 from .bootstrap import register_flush_on_shutdown
 from .config import resolve_options
-from .recorder import close_open_sessions
 from .package import _instruments
+from .recorder import close_open_sessions
 from .version import __version__
 
 logger = logging.getLogger("livekit_otel")
