@@ -653,7 +653,8 @@ class SessionRecorder:
         self.turns.pop(turn.speech_id, None)
         remove = getattr(turn.handle, "remove_done_callback", None)
         if turn.done_callback is not None and callable(remove):
-            remove(turn.done_callback)
+            # later, not now: some releases iterate the callback set while calling ours
+            asyncio.get_running_loop().call_soon(remove, turn.done_callback)
             turn.done_callback = None
         for node in turn.nodes:
             if not node.ended:
