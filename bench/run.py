@@ -1,0 +1,586 @@
+"""``make bench``: what livekit-otel costs a voice session, next to no tracing and LiveKit's own.
+
+Runs the same offline scripted audio session (a tool call every other turn) in a fresh
+process per run, under four configs, interleaved and repeated with the order rotated each
+round so that a slow spell of the machine hits every config alike:
+
+- ``off``: no tracing;
+- ``builtin``: LiveKit's own telemetry (``livekit.agents.telemetry.set_tracer_provider``)
+  into an in-memory exporter;
+- ``livekit-otel``: our instrumentor into an in-memory exporter, content capture on;
+- ``livekit-otel-otlp``: ``setup_otlp`` exporting over OTLP/HTTP (batch, gzip) to a local
+  receiver in this process.
+
+Per-turn time is wall time inside the worker from the user's start of speech to the
+reply's end; the first ``--warmup`` turns are skipped.
+
+Separate processes differ by several percent from run to run on a shared machine, more
+than livekit-otel costs. So a second measurement runs ``off``, ``builtin`` and
+``livekit-otel`` as three sessions in one process with their turns interleaved, and
+compares them turn by turn (``--no-paired`` skips it). Both tables, and the targets
+judged on each, go to the terminal and to ``bench/results/latest.md``::
+
+    python bench/run.py                      # 300 turns, 3 rounds
+    python bench/run.py --turns 100 --rounds 2
+    python bench/run.py --profile            # cProfile livekit-otel's own code instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORKER = BENCH / "worker.py"
+DEFAULT_OUT = BENCH / "results" / "latest.md"
+CONFIGS = ("off", "builtin", "livekit-otel", "livekit-otel-otlp")
+PAIRED = "paired"
+RUN_TIMEOUT_S = 600.0
+
+# targets
+MAX_OVERHEAD = 0.05  # livekit-otel at most 5 % slower per turn than off
+MAX_GROWTH = 1.2  # overhead in the last 10 % of turns at most 1.2x that of the first 10 %
+MAX_SHARE_OF_BUILTIN = 0.1  # livekit-otel adds at most 1/10 of what builtin adds per turn
+# Below this many milliseconds per turn an overhead is within the benchmark's resolution
+# (a fraction of the spread between rounds), so its growth ratio says nothing.
+NOISE_FLOOR_FRACTION = 0.01  # of off's median turn time
+
+
+@dataclass
+class Run:
+    """One worker run's result (the worker's JSON)."""
+
+    config: str
+    data: dict[str, Any]
+
+    def measured(self, key: str, warmup: int) -> list[float]:
+        values: list[float] = self.data[key]
+        return values[warmup:]
+
+
+@dataclass
+class Summary:
+    """Everything the table shows for one config."""
+
+    config: str
+    runs: int
+    median_ms: float
+    run_medians: list[float]
+    first_ms: float
+    last_ms: float
+    cpu_turn_ms: float
+    cpu_first_ms: float
+    cpu_last_ms: float
+    line: tuple[float, float]
+    measured_turns: int
+    cpu_s: float
+    peak_rss_mb: float
+    spans_per_turn: float
+    delivered: str
+
+
+def window(values: Sequence[float], first: bool) -> list[float]:
+    """The first or last 10 % of ``values`` (at least one)."""
+    size = max(1, len(values) // 10)
+    return list(values[:size]) if first else list(values[-size:])
+
+
+def trend(values_by_run: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """Theil-Sen line through (turn index, value) of every run: slope and intercept.
+
+    The median of pairwise slopes shrugs off the odd slow turn, and uses every turn, so
+    it tells growth apart from noise far better than two windows of 10 % each.
+    """
+    points = [(float(x), y) for values in values_by_run for x, y in enumerate(values)]
+    slopes = [
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(points)
+        for x2, y2 in points[i + 1 :]
+        if x2 != x1
+    ]
+    slope = statistics.median(slopes)
+    return slope, statistics.median(y - slope * x for x, y in points)
+
+
+def window_centres(count: int) -> tuple[float, float]:
+    """The turn index at the middle of the first and of the last 10 % of ``count`` turns."""
+    size = max(1, count // 10)
+    return (size - 1) / 2, count - (size + 1) / 2
+
+
+def at(line: tuple[float, float], x: float) -> float:
+    return line[0] * x + line[1]
+
+
+def summarize(config: str, runs: list[Run], warmup: int, received: dict[int, int]) -> Summary:
+    """Pool the measured turns of every round of one config."""
+    turns: list[float] = []
+    cpu: list[float] = []
+    first: list[float] = []
+    last: list[float] = []
+    cpu_first: list[float] = []
+    cpu_last: list[float] = []
+    for run in runs:
+        wall = run.measured("turn_ms", warmup)
+        cpu_turns = run.measured("turn_cpu_ms", warmup)
+        turns += wall
+        cpu += cpu_turns
+        first += window(wall, True)
+        last += window(wall, False)
+        cpu_first += window(cpu_turns, True)
+        cpu_last += window(cpu_turns, False)
+    spans = statistics.median(run.data["spans_ended"] / run.data["turns"] for run in runs)
+    delivered = "-"
+    if config == "livekit-otel-otlp":
+        sent = sum(run.data["spans_ended"] for run in runs)
+        got = sum(received.get(id(run), 0) for run in runs)
+        delivered = f"{got}/{sent}"
+    return Summary(
+        config=config,
+        runs=len(runs),
+        median_ms=statistics.median(turns),
+        run_medians=[statistics.median(run.measured("turn_ms", warmup)) for run in runs],
+        first_ms=statistics.median(first),
+        last_ms=statistics.median(last),
+        cpu_turn_ms=statistics.median(cpu),
+        cpu_first_ms=statistics.median(cpu_first),
+        cpu_last_ms=statistics.median(cpu_last),
+        line=trend([run.measured("turn_ms", warmup) for run in runs]),
+        measured_turns=len(runs[0].measured("turn_ms", warmup)),
+        cpu_s=statistics.median(run.data["cpu_s"] for run in runs),
+        peak_rss_mb=max(run.data["maxrss_kb"] for run in runs) / 1024,
+        spans_per_turn=spans,
+        delivered=delivered,
+    )
+
+
+def start_receiver() -> Any:
+    """The test suite's OTLP/HTTP receiver, on 127.0.0.1 in this process."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.otlp_receiver import OtlpReceiver
+
+    return OtlpReceiver().start()
+
+
+def run_worker(config: str, turns: int, endpoint: str, profile: str | None = None) -> Run:
+    """Run one worker process and parse its result line."""
+    command = [sys.executable, str(WORKER), "--config", config, "--turns", str(turns)]
+    command += ["--endpoint", endpoint]
+    if profile:
+        command += ["--profile", profile]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=ROOT, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"bench worker {config!r} failed with exit code {done.returncode}")
+    return Run(config, json.loads(lines[-1]))
+
+
+def wait_received(receiver: Any, count: int, timeout: float = 10.0) -> int:
+    """Spans the receiver accepted, waiting up to ``timeout`` s for ``count`` of them."""
+    deadline = time.monotonic() + timeout
+    while len(receiver.spans) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(receiver.spans)
+
+
+def percent(ratio: float) -> str:
+    return f"{ratio * 100:+.1f} %"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+@dataclass
+class Comparison:
+    """livekit-otel and builtin against off, in milliseconds per turn."""
+
+    label: str
+    off_ms: float
+    added_ms: float
+    first_added_ms: float
+    last_added_ms: float
+    trend_first_added_ms: float
+    trend_last_added_ms: float
+    cpu_added_ms: float
+    builtin_added_ms: float | None
+    builtin_cpu_added_ms: float | None
+    noise_ms: float
+    """What the measurement cannot tell apart from zero, in ms per turn."""
+
+
+def compare_runs(summaries: dict[str, Summary]) -> Comparison | None:
+    """The separate-process comparison: medians of pooled turns minus off's."""
+    off, ours = summaries.get("off"), summaries.get("livekit-otel")
+    if off is None or ours is None:
+        return None
+    builtin = summaries.get("builtin")
+    first, last = window_centres(off.measured_turns)
+    return Comparison(
+        label="separate processes",
+        off_ms=off.median_ms,
+        added_ms=ours.median_ms - off.median_ms,
+        first_added_ms=ours.first_ms - off.first_ms,
+        last_added_ms=ours.last_ms - off.last_ms,
+        trend_first_added_ms=at(ours.line, first) - at(off.line, first),
+        trend_last_added_ms=at(ours.line, last) - at(off.line, last),
+        cpu_added_ms=ours.cpu_turn_ms - off.cpu_turn_ms,
+        builtin_added_ms=builtin.median_ms - off.median_ms if builtin else None,
+        builtin_cpu_added_ms=builtin.cpu_turn_ms - off.cpu_turn_ms if builtin else None,
+        # half the spread of off's own run medians: how far two runs of one config differ
+        noise_ms=max(
+            NOISE_FLOOR_FRACTION * off.median_ms,
+            (max(off.run_medians) - min(off.run_medians)) / 2,
+        ),
+    )
+
+
+@dataclass
+class Paired:
+    """One config of the paired run against off, turn by turn."""
+
+    config: str
+    median_ms: float
+    added_ms: float
+    first_added_ms: float
+    last_added_ms: float
+    cpu_ms: float
+    cpu_added_ms: float
+    cpu_first_added_ms: float
+    cpu_last_added_ms: float
+    spans_per_turn: float
+    trend_first_added_ms: float
+    trend_last_added_ms: float
+
+
+def pair(data: dict[str, Any], config: str, warmup: int) -> Paired:
+    """Differences to off's same turn: their median, and in the first and last tenth."""
+    mine, off = data["variants"][config], data["variants"]["off"]
+
+    def added(key: str) -> list[float]:
+        return [a - b for a, b in zip(mine[key][warmup:], off[key][warmup:], strict=True)]
+
+    wall, cpu = added("turn_ms"), added("turn_cpu_ms")
+    line = trend([wall])
+    first, last = window_centres(len(wall))
+    return Paired(
+        config=config,
+        median_ms=statistics.median(mine["turn_ms"][warmup:]),
+        added_ms=statistics.median(wall),
+        first_added_ms=statistics.median(window(wall, True)),
+        last_added_ms=statistics.median(window(wall, False)),
+        cpu_ms=statistics.median(mine["turn_cpu_ms"][warmup:]),
+        cpu_added_ms=statistics.median(cpu),
+        cpu_first_added_ms=statistics.median(window(cpu, True)),
+        cpu_last_added_ms=statistics.median(window(cpu, False)),
+        spans_per_turn=mine["spans_ended"] / data["turns"],
+        trend_first_added_ms=at(line, first),
+        trend_last_added_ms=at(line, last),
+    )
+
+
+def compare_paired(paired: dict[str, Paired]) -> Comparison | None:
+    ours, off = paired.get("livekit-otel"), paired.get("off")
+    if ours is None or off is None:
+        return None
+    builtin = paired.get("builtin")
+    return Comparison(
+        label="paired, one process",
+        off_ms=off.median_ms,
+        added_ms=ours.added_ms,
+        first_added_ms=ours.first_added_ms,
+        last_added_ms=ours.last_added_ms,
+        trend_first_added_ms=ours.trend_first_added_ms,
+        trend_last_added_ms=ours.trend_last_added_ms,
+        cpu_added_ms=ours.cpu_added_ms,
+        builtin_added_ms=builtin.added_ms if builtin else None,
+        builtin_cpu_added_ms=builtin.cpu_added_ms if builtin else None,
+        noise_ms=NOISE_FLOOR_FRACTION * off.median_ms,
+    )
+
+
+def summary_table(summaries: dict[str, Summary]) -> list[str]:
+    off = summaries.get("off")
+    lines = [
+        "| config | median turn (ms) | overhead vs off | first 10 % / last 10 % overhead "
+        "| growth | CPU/turn (ms) | CPU overhead first / last | CPU total (s) | peak RSS (MB) "
+        "| spans/turn | delivered | run medians (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for summary in summaries.values():
+        overhead = growth = first_last = cpu_first_last = "-"
+        if off is not None and summary.config != "off":
+            overhead = percent(summary.median_ms / off.median_ms - 1)
+            first_over = summary.first_ms / off.first_ms - 1
+            last_over = summary.last_ms / off.last_ms - 1
+            first_last = f"{percent(first_over)} / {percent(last_over)}"
+            growth = f"{last_over / first_over:.2f}x" if first_over > 0 else "n/a"
+            cpu_first = summary.cpu_first_ms / off.cpu_first_ms - 1
+            cpu_last = summary.cpu_last_ms / off.cpu_last_ms - 1
+            cpu_first_last = f"{percent(cpu_first)} / {percent(cpu_last)}"
+        medians = ", ".join(f"{value:.1f}" for value in summary.run_medians)
+        lines.append(
+            f"| {summary.config} | {summary.median_ms:.2f} | {overhead} | {first_last} "
+            f"| {growth} | {summary.cpu_turn_ms:.2f} | {cpu_first_last} | {summary.cpu_s:.2f} "
+            f"| {summary.peak_rss_mb:.0f} | {summary.spans_per_turn:.2f} | {summary.delivered} "
+            f"| {medians} |"
+        )
+    return lines
+
+
+def paired_table(paired: dict[str, Paired]) -> list[str]:
+    off = paired["off"]
+    lines = [
+        "| config | median turn (ms) | added per turn (ms) | overhead vs off "
+        "| added first 10 % / last 10 % (ms) | CPU/turn (ms) | CPU added per turn (ms) "
+        "| CPU added first / last 10 % (ms) | spans/turn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in paired.values():
+        if row.config == "off":
+            lines.append(
+                f"| off | {row.median_ms:.2f} | - | - | - | {row.cpu_ms:.2f} | - | - | 0.00 |"
+            )
+            continue
+        lines.append(
+            f"| {row.config} | {row.median_ms:.2f} | {row.added_ms:+.2f} "
+            f"| {percent(row.added_ms / off.median_ms)} "
+            f"| {row.first_added_ms:+.2f} / {row.last_added_ms:+.2f} | {row.cpu_ms:.2f} "
+            f"| {row.cpu_added_ms:+.2f} | {row.cpu_first_added_ms:+.2f} / "
+            f"{row.cpu_last_added_ms:+.2f} | {row.spans_per_turn:.2f} |"
+        )
+    return lines
+
+
+def render(
+    summaries: dict[str, Summary],
+    paired: dict[str, Paired] | None,
+    args: argparse.Namespace,
+    meta: dict[str, str],
+) -> tuple[str, bool]:
+    """The Markdown report and whether every target was met (in every measurement)."""
+    lines = [
+        "# livekit-otel benchmark",
+        "",
+        f"{meta['when']} · {meta['machine']} · Python {meta['python']} · "
+        f"livekit-agents {meta['livekit']} · opentelemetry-sdk {meta['otel']}",
+        "",
+        f"Scripted audio session, {args.turns} turns (tool call every other turn), "
+        f"first {args.warmup} turns skipped. Load average {meta['load']}; "
+        f"bench took {meta['elapsed']}.",
+        "",
+        f"## Separate processes: {args.rounds} rounds x {len(summaries)} configs, "
+        "order rotated each round",
+        "",
+        *summary_table(summaries),
+        "",
+    ]
+    comparisons = [compare_runs(summaries)]
+    if paired is not None:
+        lines += [
+            "## Paired: off, builtin and livekit-otel as three sessions in one process, "
+            "turns interleaved",
+            "",
+            *paired_table(paired),
+            "",
+        ]
+        comparisons.append(compare_paired(paired))
+    ok = True
+    for comparison in comparisons:
+        if comparison is None:
+            continue
+        targets, met = targets_text(comparison)
+        ok = ok and met
+        lines += [f"## Targets ({comparison.label})", "", *targets, ""]
+    lines += [
+        "Separate processes: medians of pooled turns (all rounds) against `off`'s; "
+        "'first / last 10 %' are the first and last tenth of the measured turns, 'growth' "
+        "is last over first. The growth target is judged on Theil-Sen trend lines through "
+        "every measured turn (the added time they give at the middle of the first and of "
+        "the last 10 %): two windows of 30 turns each differ by a millisecond from noise "
+        "alone. Noise: 1 % of off's turn, or for separate processes half the spread of "
+        "off's run medians if that is more. Paired: each turn against the same turn of "
+        "`off`, run right before or after it; medians of those differences. CPU is process "
+        "CPU time (all threads, exporter included) over the same turn. In-memory exporters "
+        "are emptied between turns (untimed), as a real exporter frees what it sent.",
+        "",
+    ]
+    return "\n".join(lines), ok
+
+
+def targets_text(comparison: Comparison) -> tuple[list[str], bool]:
+    """One line per target, with the numbers it was judged on."""
+    lines: list[str] = []
+    overhead = comparison.added_ms / comparison.off_ms
+    results = [overhead <= MAX_OVERHEAD]
+    lines.append(
+        f"- {verdict(results[-1])}: livekit-otel per-turn overhead {percent(overhead)} "
+        f"({comparison.added_ms:+.2f} ms; target ≤ {percent(MAX_OVERHEAD)})"
+    )
+    first_ms, last_ms = comparison.trend_first_added_ms, comparison.trend_last_added_ms
+    allowed = MAX_GROWTH * max(first_ms, 0.0) + comparison.noise_ms
+    results.append(last_ms <= allowed)
+    ratio = f"{last_ms / first_ms:.2f}x" if first_ms > 0 else "n/a (first ≤ 0)"
+    lines.append(
+        f"- {verdict(results[-1])}: overhead does not grow: trend line {first_ms:+.2f} ms per "
+        f"turn at the first 10 %, {last_ms:+.2f} ms at the last 10 % (ratio {ratio}); "
+        f"allowed {MAX_GROWTH}x the first plus noise {comparison.noise_ms:.2f} ms = "
+        f"{allowed:.2f} ms (window medians {comparison.first_added_ms:+.2f} / "
+        f"{comparison.last_added_ms:+.2f} ms)"
+    )
+    if comparison.builtin_added_ms is not None:
+        share = MAX_SHARE_OF_BUILTIN * comparison.builtin_added_ms
+        results.append(comparison.added_ms <= share)
+        lines.append(
+            f"- {verdict(results[-1])}: livekit-otel adds {comparison.added_ms:+.2f} ms per "
+            f"turn, builtin adds {comparison.builtin_added_ms:+.2f} ms (target ≤ 1/10 of "
+            f"builtin's: {share:.2f} ms)"
+        )
+    cpu = f"- info: CPU per turn: livekit-otel {comparison.cpu_added_ms:+.2f} ms vs off"
+    if comparison.builtin_cpu_added_ms is not None:
+        cpu += f", builtin {comparison.builtin_cpu_added_ms:+.2f} ms"
+    lines.append(cpu)
+    return lines, all(results)
+
+
+def metadata(started: float) -> dict[str, str]:
+    """Where and when the bench ran."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {
+        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "livekit": version("livekit-agents"),
+        "otel": version("opentelemetry-sdk"),
+        "load": f"{load} (1, 5, 15 min, at the end)",
+        "elapsed": f"{time.monotonic() - started:.0f} s",
+    }
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run every round, print and write the table; exit status 1 if a target is missed."""
+    started = time.monotonic()
+    configs = [name for name in args.configs.split(",") if name]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown config(s) {', '.join(unknown)}; choose from {CONFIGS}")
+    receiver = start_receiver()
+    runs: dict[str, list[Run]] = {name: [] for name in configs}
+    received: dict[int, int] = {}
+    digests: set[str] = set()
+    try:
+        for round_index in range(args.rounds):
+            shift = round_index % len(configs)
+            for config in configs[shift:] + configs[:shift]:
+                receiver.clear()
+                run = run_worker(config, args.turns, receiver.url)
+                if config == "livekit-otel-otlp":
+                    received[id(run)] = wait_received(receiver, run.data["spans_ended"])
+                runs[config].append(run)
+                digests.add(run.data["history_digest"])
+                print(
+                    f"round {round_index + 1}/{args.rounds} {config:<18} "
+                    f"median {statistics.median(run.measured('turn_ms', args.warmup)):6.2f} ms "
+                    f"cpu {run.data['cpu_s']:6.2f} s  spans {run.data['spans_ended']}",
+                    flush=True,
+                )
+        paired = None
+        if args.paired:
+            paired_run = run_worker(PAIRED, args.turns, receiver.url)
+            paired = {
+                name: pair(paired_run.data, name, args.warmup)
+                for name in paired_run.data["variants"]
+            }
+            digests.update(v["history_digest"] for v in paired_run.data["variants"].values())
+            print(
+                "paired run: "
+                + ", ".join(
+                    f"{name} median {row.median_ms:.2f} ms" for name, row in paired.items()
+                ),
+                flush=True,
+            )
+    finally:
+        receiver.stop()
+    summaries = {name: summarize(name, runs[name], args.warmup, received) for name in configs}
+    report, ok = render(summaries, paired, args, metadata(started))
+    if len(digests) != 1:
+        report += "\n**Warning:** the conversation differed between runs (history digests "
+        report += f"{sorted(digests)}): tracing changed the session.\n"
+        ok = False
+    print()
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}")
+    return 0 if ok or not args.strict else 1
+
+
+def profile(args: argparse.Namespace) -> int:
+    """cProfile one livekit-otel run and print the costliest functions of our own code."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "session.prof")
+        receiver = start_receiver()
+        try:
+            run = run_worker("livekit-otel", args.turns, receiver.url, profile=path)
+        finally:
+            receiver.stop()
+        stats = pstats.Stats(path)
+    print(
+        f"livekit-otel, {args.turns} turns: session {run.data['session_s']:.2f} s "
+        f"under cProfile, {run.data['spans_ended']} spans"
+    )
+    entries = []
+    total = 0.0
+    for (filename, line, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        _, calls, own, cumulative, _ = row
+        total += own
+        if "livekit_otel" in filename and "scripted" not in filename:
+            short = filename.split("livekit_otel/")[-1]
+            entries.append((cumulative, own, calls, f"{short}:{line} {name}"))
+    print(f"total profiled time {total:.2f} s; livekit-otel functions by cumulative time:")
+    print(f"{'cumulative s':>13} {'own s':>8} {'calls':>8}  function")
+    for cumulative, own, calls, label in sorted(entries, reverse=True)[: args.top]:
+        print(f"{cumulative:13.3f} {own:8.3f} {calls:8d}  {label}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=300, help="turns per session (300)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each config (3)")
+    parser.add_argument("--warmup", type=int, default=5, help="turns skipped per run (5)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="the Markdown report")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--no-paired", dest="paired", action="store_false", help="skip the paired run"
+    )
+    parser.add_argument("--profile", action="store_true", help="profile livekit-otel instead")
+    parser.add_argument("--top", type=int, default=30, help="functions listed by --profile")
+    args = parser.parse_args(argv)
+    if args.turns <= args.warmup + 10:
+        parser.error("--turns must exceed --warmup by more than 10")
+    return profile(args) if args.profile else bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
