@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
@@ -407,6 +408,27 @@ def test_setup_leaves_os_environ_unchanged(
     setup_otlp(service_name="x")
 
     assert dict(os.environ) == before
+
+
+# --- export failures --------------------------------------------------------------------
+
+
+def test_an_export_that_raises_is_one_exporter_error_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # older exporter releases let a refused connection or a timeout escape export()
+    def refused(self: OTLPSpanExporter, spans: Any) -> Any:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(OTLPSpanExporter, "export", refused)
+    provider = setup_otlp(refused_url(), headers={})
+    with caplog.at_level(logging.DEBUG):
+        emit_span(provider)
+
+    failures = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.name for record in failures] == [OTLPSpanExporter.__module__]
+    assert "ConnectionError: connection refused" in failures[0].getMessage()
+    assert failures[0].exc_info is None
 
 
 # --- calling twice ----------------------------------------------------------------------

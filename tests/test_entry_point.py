@@ -19,6 +19,7 @@ import pytest
 
 from livekit_otel import LiveKitAgentsInstrumentor
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from support.shapes import tts_nodes_per_reply
 
 GROUP = "opentelemetry_instrumentor"
 SERVICE = "entry-point-agent"
@@ -130,7 +131,7 @@ def test_opentelemetry_instrument_traces_a_session_with_no_code_change(
             "agent_turn": 2,
             "llm_node": 3,
             "function_tool": 1,
-            "tts_node": 2,
+            "tts_node": tts_nodes_per_reply(0) + tts_nodes_per_reply(1),
             "session_close": 1,
         }
     )

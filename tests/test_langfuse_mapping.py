@@ -38,6 +38,7 @@ from support.langfuse_mapper import (
     map_spans,
 )
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from support.shapes import tts_nodes_per_reply
 
 PUBLIC_KEY = "pk-lf-mapping-test"
 SECRET_KEY = "sk-lf-mapping-test"
@@ -327,7 +328,7 @@ async def test_user_turn_and_tts_node_are_spans_without_a_model(
     export = await export_to_langfuse()
 
     speech = export.view.named("user_turn") + export.view.named("tts_node")
-    assert len(speech) == 4
+    assert len(speech) == len(SCRIPT) + tts_nodes_per_reply(0) + tts_nodes_per_reply(1)
     for obs in speech:
         assert obs.type == "span", obs.span_name
         assert obs.model is None and obs.usage == {}

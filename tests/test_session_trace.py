@@ -15,11 +15,20 @@ from typing import Any
 
 import pytest
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
+from livekit.agents.vad import VADEventType
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from livekit_otel.scripted import ScriptedAgent, ToolCall, UserTurn, run_scripted_session
+from livekit_otel.scripted import (
+    ScriptedAgent,
+    ScriptedConversation,
+    ToolCall,
+    UserTurn,
+    run_scripted_session,
+)
+from livekit_otel.scripted.media import silence_frame
+from support.shapes import SPEAKING_STEP, tool_reply, tts_nodes_per_reply
 from support.tracing import (
     BUILTIN_SCOPE,
     SpanTree,
@@ -40,8 +49,8 @@ TURNS = [
 ]
 # attributes that make Langfuse show a span as an LLM generation
 GENERATION_MARKERS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "model")
-REPLY_CHILDREN = ["llm_node", "tts_node"]
-TOOL_REPLY_CHILDREN = ["llm_node", "function_tool", "llm_node", "tts_node"]
+REPLY_CHILDREN = SPEAKING_STEP
+TOOL_REPLY_CHILDREN = tool_reply()
 
 
 def _record(mode: str) -> TracedRun:
@@ -136,10 +145,7 @@ def test_text_session_tree(text: TracedRun) -> None:
         "    tts_node",
         "  user_turn",
         "  agent_turn",
-        "    llm_node",
-        "    function_tool",
-        "    llm_node",
-        "    tts_node",
+        *[f"    {name}" for name in TOOL_REPLY_CHILDREN],
         "  user_turn",
         "  agent_turn",
         "    llm_node",
@@ -232,6 +238,59 @@ def test_user_turn_carries_the_stt_metrics_of_its_utterance(audio: TracedRun) ->
         values = attributes(span)
         assert metrics_attributes("stt", metrics).items() <= values.items()
         assert values["lk.stt.requests"] == 1
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def say_with_late_stt_usage(conv: ScriptedConversation, text: str) -> None:
+    """One utterance whose STT usage is reported only after its end of turn."""
+    metrics_so_far = len(conv.metrics)
+
+    def reported(kind: type) -> bool:
+        return any(isinstance(m, kind) for m in conv.metrics[metrics_so_far:])
+
+    hold = conv.audio_output.hold_next_segment()  # the reply plays until the usage is in
+    for _ in range(3):
+        conv.audio_input.push_frame(silence_frame())
+    await conv.vad.emit_event(VADEventType.START_OF_SPEECH, speech_duration=0.6)
+    await conv.vad.emit_event(VADEventType.INFERENCE_DONE, speech_duration=0.6)
+    await conv.vad.emit_event(VADEventType.END_OF_SPEECH, speech_duration=0.6, silence_duration=0.2)
+    await conv.stt.emit_transcript(text, audio_duration=0.6, usage=False)
+    await until(lambda: reported(EOUMetrics))
+    await conv.stt.emit_usage(audio_duration=0.6)
+    await until(lambda: reported(STTMetrics))
+    await asyncio.wait_for(hold.captured, 5)
+    conv.audio_output.release()
+    handle = conv.speech_handles[-1]
+    await until(handle.done)
+
+
+async def test_stt_usage_reported_after_the_end_of_turn_belongs_to_that_utterance(
+    tracing: Tracing,
+) -> None:
+    conv = ScriptedConversation()
+    await conv.start()
+    for text in ("hello there", "thanks that is all"):
+        await say_with_late_stt_usage(conv, text)
+    run = await conv.aclose()
+    tree = tracing.tree()
+    stt = run.metrics_of(STTMetrics)
+    user_turns = user_turns_in_reply_order(tree)
+    assert [attributes(span)["lk.user.transcript"] for span in user_turns] == [
+        "hello there",
+        "thanks that is all",
+    ]
+    assert len(stt) == len(user_turns)
+    for span, metrics in zip(user_turns, stt, strict=True):
+        assert metrics_attributes("stt", metrics).items() <= attributes(span).items()
+    assert tracing.lifecycle.still_open == []
+    assert tree.outside_parent() == []
 
 
 def test_user_turn_names_the_stt_model_outside_generation_attributes(audio: TracedRun) -> None:
@@ -376,7 +435,11 @@ def test_function_tool_runs_between_the_two_llm_nodes(audio: TracedRun) -> None:
 def test_tts_node_sums_the_tts_metrics_of_its_speech(audio: TracedRun) -> None:
     tts = audio.run.metrics_of(TTSMetrics)
     for turn in agent_turns(audio.tree):
-        (node,) = audio.tree.children_of(turn, "tts_node")
+        *tool_steps, node = audio.tree.children_of(turn, "tts_node")
+        tool_only_steps = len(audio.tree.children_of(turn, "llm_node")) - 1
+        assert len(tool_steps) + 1 == tts_nodes_per_reply(tool_only_steps)
+        for silent in tool_steps:  # a step that only called tools synthesized nothing
+            assert "lk.tts.requests" not in attributes(silent)
         emitted = of_speech(tts, speech_id(turn))
         values = attributes(node)
         assert values["lk.tts.requests"] == len(emitted)

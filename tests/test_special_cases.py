@@ -25,6 +25,7 @@ from livekit_otel.scripted import (
     UserTurn,
 )
 from livekit_otel.scripted.media import silence_frame
+from support.shapes import SPEAKING_STEP, discarded_attempt, tool_only_step, tool_reply
 from support.tracing import (
     SpanLifecycle,
     SpanTree,
@@ -95,7 +96,7 @@ async def test_tool_that_raises_records_the_exception_event(tracing: Tracing) ->
 async def test_agent_turn_still_ends_after_its_tool_raised(tracing: Tracing) -> None:
     traced = await trace_session(tracing, [UserTurn("book a table", reply=BOOKING)], mode="text")
     turn = traced.tree.one("agent_turn")
-    assert traced.tree.child_names(turn) == ["llm_node", "function_tool", "llm_node", "tts_node"]
+    assert traced.tree.child_names(turn) == tool_reply()
     assert turn.status.status_code is StatusCode.UNSET
     assert_whole(traced.tree, traced.lifecycle)
 
@@ -161,10 +162,7 @@ async def test_preemptive_generation_keeps_the_tree_and_ends_every_span(
         for turn in traced.tree.named("agent_turn")
         if not attributes(turn).get("lk.turn.discarded")
     ]
-    assert [traced.tree.child_names(turn) for turn in replies] == [
-        ["llm_node", "tts_node"],
-        ["llm_node", "function_tool", "llm_node", "tts_node"],
-    ]
+    assert [traced.tree.child_names(turn) for turn in replies] == [SPEAKING_STEP, tool_reply()]
     assert len(traced.tree.named("user_turn")) == 2
     assert_whole(traced.tree, traced.lifecycle)
 
@@ -204,7 +202,7 @@ async def test_superseded_preemptive_reply_is_a_discarded_agent_turn(tracing: Tr
     discarded, reply = tree.named("agent_turn")
     assert attributes(discarded)["lk.turn.discarded"] is True
     assert attributes(discarded)["lk.speech_id"] == run.speech_handles[0].id
-    assert tree.child_names(discarded) == ["llm_node"]
+    assert tree.child_names(discarded) == discarded_attempt()
     assert "lk.turn.discarded" not in attributes(reply)
     assert tree.child_names(reply) == ["llm_node", "tts_node"]
 
@@ -246,9 +244,9 @@ async def test_handoff_keeps_one_agent_turn_per_reply(tracing: Tracing) -> None:
     traced = await handoff_session(tracing)
     turns = traced.tree.named("agent_turn")
     assert [traced.tree.child_names(turn) for turn in turns] == [
-        ["llm_node", "function_tool"],
-        ["llm_node", "tts_node"],
-        ["llm_node", "tts_node"],
+        tool_only_step(),
+        SPEAKING_STEP,
+        SPEAKING_STEP,
     ]
     assert attributes(traced.tree.one("function_tool"))["gen_ai.tool.name"] == (
         "transfer_to_billing"

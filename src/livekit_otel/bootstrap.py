@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -34,8 +34,8 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.util.types import AttributeValue
 
 from livekit_otel.endpoints import (
@@ -318,7 +318,7 @@ def _build_provider(
 ) -> TracerProvider:
     """A provider with a batch processor around a gzip OTLP/HTTP exporter for ``target``."""
     with _quiet_env_header_warnings():
-        exporter = OTLPSpanExporter(
+        exporter = _SpanExporter(
             endpoint=target.url,
             headers=dict(target.headers),
             timeout=timeout,
@@ -328,6 +328,36 @@ def _build_provider(
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
+
+
+class _SpanExporter(OTLPSpanExporter):
+    """The OTLP/HTTP span exporter, whose failed exports are logged and never raise.
+
+    Older exporter releases (1.39, which livekit-agents 1.3.6 to 1.6.7 pin) let a refused
+    connection or a timed-out request escape ``export()``. The batch processor then logs it
+    through a logger that drops a repeat of the same message for 20 seconds, across every
+    provider of the process, so a failing backend could go unreported. Newer releases (1.44
+    on) catch and log such failures themselves, on the exporter's logger; this does the same.
+    """
+
+    def __init__(self, *, endpoint: str, **kwargs: Any) -> None:
+        super().__init__(endpoint=endpoint, **kwargs)
+        self._livekit_otel_target = redact_url(endpoint)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            return super().export(spans)
+        except Exception as error:
+            _exporter_logger.error(
+                "Failed to export span batch to %s: %s: %s",
+                self._livekit_otel_target,
+                type(error).__name__,
+                error,
+            )
+            return SpanExportResult.FAILURE
+
+
+_exporter_logger = logging.getLogger(OTLPSpanExporter.__module__)
 
 
 def _drop_env_headers(exporter: OTLPSpanExporter, wanted: Mapping[str, str]) -> None:

@@ -7,7 +7,9 @@ for the supported-range check at ``instrument()``.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -198,6 +200,40 @@ def session_component(session: Any, name: str) -> Any | None:
     if component is None:
         component = getattr(session, name, None)
     return component
+
+
+# -- the shape of a reply ---------------------------------------------------------------------
+@functools.cache
+def _reply_source() -> str:
+    """The source of ``AgentActivity._pipeline_reply_task_impl``, or ``""`` if unreadable."""
+    try:
+        activity_class = _activity_module().AgentActivity
+        return inspect.getsource(activity_class._pipeline_reply_task_impl)
+    except Exception:
+        return ""
+
+
+def tts_runs_for_tool_only_steps() -> bool:
+    """Whether each LLM step of a reply with audio output starts its own TTS inference.
+
+    Then an LLM step that only calls tools still has a ``tts_node``, on an empty text
+    stream, started right after its ``llm_node`` and before its tools run (livekit-agents
+    1.3 to 1.5). Later releases start synthesis lazily, on the first text of each speech
+    segment (``_produce_segments``), so such a step has no ``tts_node``.
+    """
+    source = _reply_source()
+    return "perform_tts_inference" in source and "_produce_segments" not in source
+
+
+def tts_starts_before_scheduling() -> bool:
+    """Whether a reply starts its TTS inference before it is scheduled to speak.
+
+    Then a preemptive attempt that is discarded has a ``tts_node`` as well as its
+    ``llm_node`` (livekit-agents 1.3 to 1.5.3). Later releases wait for the reply to be
+    scheduled unless the ``preemptive_tts`` option asks otherwise.
+    """
+    source = _reply_source()
+    return "perform_tts_inference" in source and "preemptive_tts" not in source
 
 
 def job_info() -> tuple[str | None, str | None]:

@@ -144,6 +144,10 @@ class SessionRecorder:
         self.user_turn: UserTurn | None = None
         self.awaiting_eou: deque[UserTurn] = deque()
         self.pending_stt: MetricsAggregate | None = None
+        # a committed audio turn written before any STT metrics came for it, its span still
+        # open, and the span's end time: some releases report the STT usage of an utterance
+        # only after its end-of-turn
+        self.settling: tuple[UserTurn, Span, int] | None = None
         self.vad = MetricsAggregate("vad")
         self.usage: dict[str, float] = {}
         self.prompt_cursor = content.PromptCursor()
@@ -316,6 +320,7 @@ class SessionRecorder:
         if self.user_turn is not None:
             self._write_user_turn(self.user_turn, None)
             self.user_turn = None
+        self._settle_user_turn()
         if self.close_span is not None:
             _end_with(self.close_span, error, self.options.capture_content)
         values: dict[str, AttributeValue] = {
@@ -401,6 +406,7 @@ class SessionRecorder:
             self.user_turn.stopped_at = at
 
     def _new_user_turn(self, at: float, mode: str) -> UserTurn:
+        self._settle_user_turn()  # STT metrics from now on belong to the new utterance
         turn = UserTurn(at, mode)
         if self.pending_stt is not None:
             turn.stt, self.pending_stt = self.pending_stt, None
@@ -492,7 +498,13 @@ class SessionRecorder:
         elif kind == "stt":
             self._count("lk.usage.stt_audio_duration", getattr(metrics, "audio_duration", 0))
             turn = self.user_turn or (self.awaiting_eou[-1] if self.awaiting_eou else None)
-            if turn is None:
+            if turn is None and self.settling is not None:
+                settling = self.settling[0]
+                if settling.stt is None:
+                    settling.stt = MetricsAggregate("stt")
+                settling.stt.add(metrics)
+                self._settle_user_turn()
+            elif turn is None:
                 if self.pending_stt is None:
                     self.pending_stt = MetricsAggregate("stt")
                 self.pending_stt.add(metrics)
@@ -632,7 +644,23 @@ class SessionRecorder:
                 _ns(eou_start),
             )
             child.end(_ns(end))
+        if eou is not None and turn.stt is None and turn.input_mode == "audio" and not self.closed:
+            # its STT metrics may still come (right after the commit on some releases): keep
+            # the span open, with its end time fixed, until they do or the turn is over
+            self._settle_user_turn()
+            self.settling = (turn, span, _ns(end))
+            return
         span.end(_ns(end))
+
+    def _settle_user_turn(self) -> None:
+        """End the committed user turn still waiting for its STT metrics, with what came."""
+        if self.settling is None:
+            return
+        turn, span, end = self.settling
+        self.settling = None
+        if turn.stt is not None:
+            span.set_attributes(turn.stt.attributes())
+        span.end(end)
 
     def _component(self, name: str) -> Any | None:
         session = self._session()
@@ -651,6 +679,8 @@ class SessionRecorder:
             return
         turn.ended = True
         self.turns.pop(turn.speech_id, None)
+        if self.settling is not None and self.settling[0].speech_id == turn.speech_id:
+            self._settle_user_turn()  # the reply is over: so is the wait for its STT metrics
         remove = getattr(turn.handle, "remove_done_callback", None)
         if turn.done_callback is not None and callable(remove):
             # later, not now: some releases iterate the callback set while calling ours

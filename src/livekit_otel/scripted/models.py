@@ -242,6 +242,7 @@ class ScriptedSTT(stt.STT):
         self._stream_ready = asyncio.Event()
         self._utterances = itertools.count(1)
         self._request_id: str | None = None
+        self._last_request_id: str | None = None
 
     @property
     def model(self) -> str:
@@ -292,18 +293,28 @@ class ScriptedSTT(stt.STT):
         )
 
     async def emit_transcript(
-        self, text: str, *, audio_duration: float, confidence: float = 0.95
+        self, text: str, *, audio_duration: float, confidence: float = 0.95, usage: bool = True
     ) -> None:
-        """Emit the utterance's final transcript, then its usage (`audio_duration` seconds)."""
+        """Emit the utterance's final transcript, then its usage (`audio_duration` seconds).
+
+        With `usage=False` the usage is left for `emit_usage`, to report it later.
+        """
         stream = await self.wait_for_stream()
         request_id, self._request_id = self._request(), None
+        self._last_request_id = request_id
         stream.push_event(
             self._event(stt.SpeechEventType.FINAL_TRANSCRIPT, text, request_id, confidence)
         )
+        if usage:
+            await self.emit_usage(audio_duration=audio_duration)
+
+    async def emit_usage(self, *, audio_duration: float) -> None:
+        """Emit the usage (`audio_duration` seconds) of the last utterance transcribed."""
+        stream = await self.wait_for_stream()
         stream.push_event(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.RECOGNITION_USAGE,
-                request_id=request_id,
+                request_id=self._last_request_id or self._request(),
                 recognition_usage=stt.RecognitionUsage(audio_duration=audio_duration),
             )
         )
