@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
@@ -320,8 +321,11 @@ class _PassThroughTracer(trace.Tracer):
         end_on_exit: bool = True,
     ) -> Iterator[trace.Span]:
         span = self.start_span(name, context)
-        with trace.use_span(span, end_on_exit=False):
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
             yield span
+        finally:
+            otel_context.detach(token)
 
 
 class PassThroughTracerProvider(trace.TracerProvider):

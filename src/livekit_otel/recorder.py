@@ -739,15 +739,18 @@ class SessionRecorder:
             return
         node.ended = True
         span = node.span
+        # one set_attributes call: each one takes the span's lock and runs the SDK's checks
+        merged: dict[str, AttributeValue] = {}
         if node.metrics is not None:
-            metrics_values = node.metrics.attributes()
+            merged.update(node.metrics.attributes())
             if node.metrics.kind == "llm":
-                metrics_values.update(self._llm_usage(node.metrics))
-            span.set_attributes(metrics_values)
+                merged.update(self._llm_usage(node.metrics))
         if values:
-            span.set_attributes(values)
+            merged.update(values)
         if cancelled:
-            span.set_attribute("lk.cancelled", True)
+            merged["lk.cancelled"] = True
+        if merged:
+            span.set_attributes(merged)
         if node.turn is not None and node in node.turn.nodes:
             node.turn.nodes.remove(node)
         _end_with(span, error, self.options.capture_content)

@@ -145,7 +145,7 @@ def session_emit(state: State) -> Wrapper:
             try:
                 recorder.on_event(args[0], args[1])
             except Exception:
-                state.report(f"AgentSession.emit({args[0]!r})")
+                state.report("AgentSession.emit")
         return wrapped(*args, **kwargs)
 
     return wrapper
@@ -246,13 +246,17 @@ def _start_llm_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
         values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_LLM
     chat_ctx = kwargs.get("chat_ctx")
     items = getattr(chat_ctx, "items", None)
+    if isinstance(items, list):
+        # the prompt goes in with the start attributes: no second set_attributes call
+        values.update(_prompt_values(recorder, items))
     node = recorder.start_node(attr.SPAN_LLM_NODE, speech, values)
     if isinstance(items, list):
-        _record_prompt(recorder, node, items)
+        span_id = format(node.span.get_span_context().span_id, "016x")
+        recorder.prompt_cursor.advance(items, span_id)
     return node
 
 
-def _record_prompt(recorder: SessionRecorder, node: Node, items: list[Any]) -> None:
+def _prompt_values(recorder: SessionRecorder, items: list[Any]) -> dict[str, AttributeValue]:
     options = recorder.options
     cursor = recorder.prompt_cursor
     values: dict[str, AttributeValue] = {attr.LK_LLM_PROMPT_ITEMS: len(items)}
@@ -270,8 +274,7 @@ def _record_prompt(recorder: SessionRecorder, node: Node, items: list[Any]) -> N
             values[attr.INPUT_MIME_TYPE] = attr.MIME_JSON
         if options.genai:
             values[attr.GEN_AI_INPUT_MESSAGES] = prompt
-    cursor.advance(items, format(node.span.get_span_context().span_id, "016x"))
-    node.span.set_attributes(values)
+    return values
 
 
 def _finish_llm_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
