@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/python examples/offline_demo.py
 
-## the whole suite, the e2e tests against a real Arize Phoenix included
+OLDEST_RELEASE := 1.3.6
+
+## the suite on the oldest supported livekit-agents release, then the whole suite (e2e
+## tests against a real Arize Phoenix included) on the newest
 test: install phoenix
+	bash scripts/test_matrix.sh $(OLDEST_RELEASE)
 	$(BIN)/python -m pytest -q
 
 ## everything but the e2e backend tests
