@@ -237,6 +237,14 @@ def tts_starts_before_scheduling() -> bool:
     return "perform_tts_inference" in source and "preemptive_tts" not in source
 
 
+def model_parameters(model_settings: Any) -> dict[str, Any]:
+    """The request parameters LiveKit passes to the LLM node (``tool_choice``), when set."""
+    tool_choice = getattr(model_settings, "tool_choice", None)
+    if isinstance(tool_choice, (str, dict)):
+        return {"tool_choice": tool_choice}
+    return {}
+
+
 def job_info() -> tuple[str | None, str | None]:
     """Room name and job id when running inside a LiveKit job, else ``(None, None)``."""
     try:

@@ -135,7 +135,8 @@ class SessionRecorder:
         self._session = weakref.ref(session)
         room_name, job_id = compat.job_info()
         pending = getattr(session, "_livekit_otel_pending", None) or {}
-        self.session_id: str = str(pending.get("session_id") or job_id or uuid.uuid4().hex)
+        default_id = f"{room_name}:{job_id}" if room_name and job_id else job_id
+        self.session_id: str = str(pending.get("session_id") or default_id or uuid.uuid4().hex)
         self.user_id: str | None = pending.get("user_id") or options.user_id
         self.tags: tuple[str, ...] = tuple(pending.get("tags") or options.tags)
         self.metadata: dict[str, Any] = {**options.metadata, **(pending.get("metadata") or {})}

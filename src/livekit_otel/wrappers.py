@@ -244,6 +244,9 @@ def _start_llm_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
             values[attr.LLM_PROVIDER] = provider
     if options.openinference:
         values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_LLM
+    parameters = compat.model_parameters(kwargs.get("model_settings"))
+    if parameters and options.langfuse:
+        values[attr.LANGFUSE_MODEL_PARAMETERS] = content.to_json(parameters, options)
     chat_ctx = kwargs.get("chat_ctx")
     items = getattr(chat_ctx, "items", None)
     if isinstance(items, list):
