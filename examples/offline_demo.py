@@ -36,7 +36,7 @@ from livekit_otel.scripted import (
 
 # the scripted VAD dates the start and end of speech back by these durations, as a real
 # VAD does; they are kept shorter than the accelerated call's real pauses
-_SPOKEN = {"speech_duration": 0.015, "silence_duration": 0.03}
+_SPOKEN = {"speech_duration": 0.03, "silence_duration": 0.02}
 SCRIPT = [
     UserTurn("Hi, I'd like to plan a day out in Paris.", **_SPOKEN),
     UserTurn(
@@ -76,7 +76,9 @@ async def main() -> int:
     started = time.perf_counter()
     # a short barge-in is enough to interrupt the agent in this accelerated call
     options = scripted_session_options(min_interruption_duration=0.01)
-    run = await run_scripted_session(SCRIPT, mode="audio", session_options=options)
+    run = await run_scripted_session(
+        SCRIPT, mode="audio", session_options=options, playback_speed=25.0
+    )
     elapsed = time.perf_counter() - started
     provider.force_flush()
     print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")
