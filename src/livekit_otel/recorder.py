@@ -256,7 +256,7 @@ class SessionRecorder:
         link = Link(self.session_span.get_span_context())
         return Context(), self._trace_attributes(name), [link]
 
-    def _io(
+    def add_io(
         self,
         values: dict[str, AttributeValue],
         input_value: str | None,
@@ -333,7 +333,7 @@ class SessionRecorder:
             values.update(self.vad.attributes())
         first_user = self._text(self.first_user_text) if self.first_user_text else None
         last_agent = self._text(self.last_agent_text) if self.last_agent_text else None
-        self._io(values, first_user, last_agent)
+        self.add_io(values, first_user, last_agent)
         self.session_span.set_attributes(values)
         self.session_span.end()
 
@@ -608,7 +608,7 @@ class SessionRecorder:
         if turn.stt is not None:
             values.update(turn.stt.attributes())
         if turn.input_mode == "audio":
-            model, provider = compat.model_and_provider(self._component("stt"))
+            model, provider = compat.model_and_provider(self.component("stt"))
             if model:
                 values[attr.LK_STT_MODEL] = model
             if provider:
@@ -620,7 +620,7 @@ class SessionRecorder:
         if self.options.capture_content and turn.transcript:
             text = self._text(turn.transcript)
             values[attr.LK_USER_TRANSCRIPT] = text
-            self._io(values, "[audio]" if turn.input_mode == "audio" else text, text)
+            self.add_io(values, "[audio]" if turn.input_mode == "audio" else text, text)
         if turn.speech_id:
             values[attr.LK_SPEECH_ID] = turn.speech_id
         span = self._child(attr.SPAN_USER_TURN, parent, values, _ns(start), links or None)
@@ -663,7 +663,7 @@ class SessionRecorder:
             span.set_attributes(turn.stt.attributes())
         span.end(end)
 
-    def _component(self, name: str) -> Any | None:
+    def component(self, name: str) -> Any | None:
         session = self._session()
         return compat.session_component(session, name) if session is not None else None
 
@@ -714,7 +714,7 @@ class SessionRecorder:
                 values[attr.LK_TURN_USER_TEXT] = user_text
             if agent_text is not None:
                 values[attr.LK_TURN_AGENT_TEXT] = agent_text
-            self._io(values, user_text, agent_text)
+            self.add_io(values, user_text, agent_text)
         turn.span.set_attributes(values)
         turn.span.end()
 

@@ -192,8 +192,12 @@ def _run_in_node(node: Node, call: Callable[[], Any]) -> Any:
         otel_context.detach(token)
 
 
-def llm_inference(state: State) -> Wrapper:
-    """``perform_llm_inference``: one ``llm_node`` span per LLM call, user overrides included."""
+NodeStart = Callable[[SessionRecorder, dict[str, Any]], tuple[Node, dict[str, Any]]]
+NodeFinish = Callable[[SessionRecorder, Node, Any, Any], None]
+
+
+def _inference(state: State, hook: str, start: NodeStart, finish: NodeFinish) -> Wrapper:
+    """A wrapper for ``perform_*_inference``: a node span current in the task it creates."""
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -202,34 +206,47 @@ def llm_inference(state: State) -> Wrapper:
         if recorder is None:
             return wrapped(*args, **kwargs)
         try:
-            node = _start_llm_node(recorder, kwargs)
+            node, call_kwargs = start(recorder, kwargs)
         except Exception:
-            state.report("perform_llm_inference")
+            state.report(hook)
             return wrapped(*args, **kwargs)
         try:
-            result = _run_in_node(node, lambda: wrapped(*args, **kwargs))
+            result = _run_in_node(node, lambda: wrapped(*args, **call_kwargs))
         except BaseException as error:
-            _safely(state, "perform_llm_inference", recorder.end_node, node, None, error)
+            _safely(state, hook, recorder.end_node, node, None, error)
             raise
         try:
             task, data = result
             task.add_done_callback(
-                functools.partial(_guarded_done, state, _finish_llm_node, recorder, node, data)
+                functools.partial(_guarded_done, state, finish, recorder, node, data)
             )
         except Exception:
-            state.report("perform_llm_inference")
+            state.report(hook)
+            _safely(state, hook, recorder.end_node, node)
         return result
 
     return wrapper
 
 
-def _start_llm_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
+def llm_inference(state: State) -> Wrapper:
+    """``perform_llm_inference``: one ``llm_node`` span per LLM call, user overrides included."""
+    return _inference(state, "perform_llm_inference", _start_llm_node, _finish_llm_node)
+
+
+def tts_inference(state: State) -> Wrapper:
+    """``perform_tts_inference``: one ``tts_node`` span per synthesis, with the spoken text."""
+    return _inference(state, "perform_tts_inference", _start_tts_node, _finish_tts_node)
+
+
+def _start_llm_node(
+    recorder: SessionRecorder, kwargs: dict[str, Any]
+) -> tuple[Node, dict[str, Any]]:
     options = recorder.options
     speech = compat.current_speech()
     model = kwargs.get("model")
     provider = kwargs.get("provider")
     if model is None and provider is None:
-        model, provider = compat.model_and_provider(recorder._component("llm"))
+        model, provider = compat.model_and_provider(recorder.component("llm"))
     values: dict[str, AttributeValue] = {
         attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_CHAT,
         attr.LANGFUSE_OBSERVATION_TYPE: attr.LANGFUSE_TYPE_GENERATION,
@@ -256,7 +273,7 @@ def _start_llm_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
     if isinstance(items, list):
         span_id = format(node.span.get_span_context().span_id, "016x")
         recorder.prompt_cursor.advance(items, span_id)
-    return node
+    return node, kwargs
 
 
 def _prompt_values(recorder: SessionRecorder, items: list[Any]) -> dict[str, AttributeValue]:
@@ -310,40 +327,6 @@ def _finish_llm_node(recorder: SessionRecorder, node: Node, data: Any, task: Any
     recorder.end_node(node, values, error, cancelled=task.cancelled())
 
 
-def tts_inference(state: State) -> Wrapper:
-    """``perform_tts_inference``: one ``tts_node`` span per synthesis, with the spoken text."""
-
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        recorder = _current_recorder()
-        if recorder is None:
-            return wrapped(*args, **kwargs)
-        try:
-            node = _start_tts_node(recorder, kwargs)
-            if recorder.options.capture_content and isinstance(kwargs.get("input"), AsyncIterable):
-                node.text = []
-                kwargs = {**kwargs, "input": _tee_text(kwargs["input"], node.text)}
-        except Exception:
-            state.report("perform_tts_inference")
-            return wrapped(*args, **kwargs)
-        try:
-            result = _run_in_node(node, lambda: wrapped(*args, **kwargs))
-        except BaseException as error:
-            _safely(state, "perform_tts_inference", recorder.end_node, node, None, error)
-            raise
-        try:
-            task, data = result
-            task.add_done_callback(
-                functools.partial(_guarded_done, state, _finish_tts_node, recorder, node, data)
-            )
-        except Exception:
-            state.report("perform_tts_inference")
-        return result
-
-    return wrapper
-
-
 async def _tee_text(source: AsyncIterable[str], sink: list[str]) -> AsyncIterator[str]:
     """Pass text through unchanged, keeping a copy of each piece."""
     iterator = source.__aiter__()
@@ -358,12 +341,18 @@ async def _tee_text(source: AsyncIterable[str], sink: list[str]) -> AsyncIterato
             await close()
 
 
-def _start_tts_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
+def _start_tts_node(
+    recorder: SessionRecorder, kwargs: dict[str, Any]
+) -> tuple[Node, dict[str, Any]]:
+    text: list[str] | None = None
+    if recorder.options.capture_content and isinstance(kwargs.get("input"), AsyncIterable):
+        text = []
+        kwargs = {**kwargs, "input": _tee_text(kwargs["input"], text)}
     speech = compat.current_speech()
     model = kwargs.get("model")
     provider = kwargs.get("provider")
     if model is None and provider is None:
-        model, provider = compat.model_and_provider(recorder._component("tts"))
+        model, provider = compat.model_and_provider(recorder.component("tts"))
     values: dict[str, AttributeValue] = {}
     if model:
         values[attr.LK_TTS_MODEL] = model
@@ -373,7 +362,9 @@ def _start_tts_node(recorder: SessionRecorder, kwargs: dict[str, Any]) -> Node:
         values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
     if recorder.options.openinference:
         values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
-    return recorder.start_node(attr.SPAN_TTS_NODE, speech, values)
+    node = recorder.start_node(attr.SPAN_TTS_NODE, speech, values)
+    node.text = text
+    return node, kwargs
 
 
 def _finish_tts_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
@@ -383,7 +374,7 @@ def _finish_tts_node(recorder: SessionRecorder, node: Node, data: Any, task: Any
         values[attr.LK_TTS_TEXT] = text
         duration = node.metrics.value("audio_duration") if node.metrics is not None else None
         spoken = f"[audio {duration:.2f}s]" if isinstance(duration, float) else "[audio]"
-        recorder._io(values, text, spoken)
+        recorder.add_io(values, text, spoken)
     recorder.end_node(node, values, _task_error(task), cancelled=task.cancelled())
 
 
@@ -487,7 +478,7 @@ class _ToolSpans:
             result = content.limit(str(getattr(call_output, "output", "") or ""), options)
             values[attr.LK_TOOL_ARGUMENTS] = arguments
             values[attr.LK_TOOL_RESULT] = result
-            self.recorder._io(values, arguments, result, json_io=False)
+            self.recorder.add_io(values, arguments, result, json_io=False)
             if options.genai:
                 values[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments
                 values[attr.GEN_AI_TOOL_CALL_RESULT] = result
