@@ -81,6 +81,11 @@ LK_ERROR_SOURCE: Final = "lk.error.source"
 LK_ERROR_TYPE: Final = "lk.error.type"
 LK_ERROR_RECOVERABLE: Final = "lk.error.recoverable"
 LK_HANDOFF_EVENT: Final = "lk.agent_handoff"
+LK_HANDOFF_FROM: Final = "lk.handoff.from"
+LK_HANDOFF_TO: Final = "lk.handoff.to"
+LK_CANCELLED: Final = "lk.cancelled"  # a node still open when its turn or session ended
+EXCEPTION_EVENT: Final = "exception"
+EXCEPTION_TYPE: Final = "exception.type"
 
 # -- session and user, read by Langfuse and Phoenix ---------------------------------------
 SESSION_ID: Final = "session.id"

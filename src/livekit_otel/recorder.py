@@ -464,9 +464,9 @@ class SessionRecorder:
         old_id = getattr(item, "old_agent_id", None)
         new_id = getattr(item, "new_agent_id", None)
         if old_id:
-            values["lk.handoff.from"] = str(old_id)
+            values[attr.LK_HANDOFF_FROM] = str(old_id)
         if new_id:
-            values["lk.handoff.to"] = str(new_id)
+            values[attr.LK_HANDOFF_TO] = str(new_id)
         self.session_span.add_event(attr.LK_HANDOFF_EVENT, values)
 
     def _on_error(self, event: Any) -> None:
@@ -497,7 +497,7 @@ class SessionRecorder:
         elif kind == "eou":
             self._on_eou(metrics)
         elif kind == "stt":
-            self._count("lk.usage.stt_audio_duration", getattr(metrics, "audio_duration", 0))
+            self._count(attr.LK_USAGE_STT_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
             turn = self.user_turn or (self.awaiting_eou[-1] if self.awaiting_eou else None)
             if turn is None and self.settling is not None:
                 settling = self.settling[0]
@@ -749,7 +749,7 @@ class SessionRecorder:
         if values:
             merged.update(values)
         if cancelled:
-            merged["lk.cancelled"] = True
+            merged[attr.LK_CANCELLED] = True
         if merged:
             span.set_attributes(merged)
         if node.turn is not None and node in node.turn.nodes:
@@ -789,7 +789,7 @@ def _record_error(span: Span, error: BaseException, capture_content: bool) -> No
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, f"{name}: {error}"))
     else:
-        span.add_event("exception", {"exception.type": name})
+        span.add_event(attr.EXCEPTION_EVENT, {attr.EXCEPTION_TYPE: name})
         span.set_status(Status(StatusCode.ERROR, name))
 
 
