@@ -28,6 +28,7 @@ from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
 from livekit_otel.console import latency_table, span_tree
 from livekit_otel.local import OtlpJsonFileExporter
 from livekit_otel.scripted import (
+    ScriptedRun,
     ToolCall,
     UserTurn,
     run_scripted_session,
@@ -70,15 +71,20 @@ def _configure() -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
     return provider, exporter, str(path)
 
 
+async def run_demo_call() -> ScriptedRun:
+    """The scripted call itself, traced by whatever provider livekit-otel was given."""
+    # a short barge-in is enough to interrupt the agent in this accelerated call
+    options = scripted_session_options(min_interruption_duration=0.01)
+    return await run_scripted_session(
+        SCRIPT, mode="audio", session_options=options, playback_speed=25.0
+    )
+
+
 async def main() -> int:
     """Run the scripted call and show where its trace went."""
     provider, exporter, destination = _configure()
     started = time.perf_counter()
-    # a short barge-in is enough to interrupt the agent in this accelerated call
-    options = scripted_session_options(min_interruption_duration=0.01)
-    run = await run_scripted_session(
-        SCRIPT, mode="audio", session_options=options, playback_speed=25.0
-    )
+    run = await run_demo_call()
     elapsed = time.perf_counter() - started
     provider.force_flush()
     print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")

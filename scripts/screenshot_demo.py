@@ -34,16 +34,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 )
 from opentelemetry.trace import format_trace_id  # noqa: E402
 from screenshot_phoenix import (  # noqa: E402
-    DEFAULT_BUDGET_MS,
-    DEFAULT_CHROMIUM,
     MIN_PNG_BYTES,
+    add_browser_options,
     take_screenshot,
     trace_view_url,
 )
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_otlp  # noqa: E402
-from livekit_otel.scripted import run_scripted_session  # noqa: E402
-from offline_demo import SCRIPT  # noqa: E402
+from offline_demo import run_demo_call  # noqa: E402
 from support.phoenix import PhoenixServer, start_phoenix  # noqa: E402
 
 PROJECT = "livekit-otel-demo"
@@ -64,7 +62,7 @@ def export_demo(server: PhoenixServer) -> tuple[str, int]:
     sent = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(sent))
     try:
-        asyncio.run(run_scripted_session(SCRIPT, mode="audio"))
+        asyncio.run(run_demo_call())
         if not provider.force_flush(10_000):
             raise SystemExit("the spans could not be flushed to Phoenix")
     finally:
@@ -91,14 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG path")
-    parser.add_argument("--chromium", default=DEFAULT_CHROMIUM, help="Chromium executable")
-    parser.add_argument(
-        "--budget-ms",
-        type=int,
-        default=DEFAULT_BUDGET_MS,
-        help="virtual time the page gets before the screenshot",
-    )
-    parser.add_argument("--window", default="1600,1000", help="window size WIDTH,HEIGHT")
+    add_browser_options(parser)
     return parser.parse_args(argv)
 
 

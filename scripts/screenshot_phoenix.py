@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_BUDGET_MS = 40_000
@@ -38,16 +39,22 @@ MIN_PNG_BYTES = 10_000
 """A blank page at 1600x1000 compresses to a few kB; a rendered trace view is far larger."""
 
 
-def project_global_id(base_url: str, project: str) -> str | None:
-    """Return the GlobalID of `project` via the REST API, or None if it does not exist."""
-    url = f"{base_url}/v1/projects/{urllib.parse.quote(project, safe='')}"
+def _get_json(url: str) -> Any | None:
+    """The JSON body of a GET to Phoenix's REST API, or None when it answers 404."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.loads(response.read().decode("utf-8"))
+            return json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
         raise
+
+
+def project_global_id(base_url: str, project: str) -> str | None:
+    """Return the GlobalID of `project` via the REST API, or None if it does not exist."""
+    body = _get_json(f"{base_url}/v1/projects/{urllib.parse.quote(project, safe='')}")
+    if body is None:
+        return None
     project_id: str = body["data"]["id"]
     return project_id
 
@@ -55,14 +62,9 @@ def project_global_id(base_url: str, project: str) -> str | None:
 def span_global_id(base_url: str, project: str, trace_id: str, span_id: str) -> str | None:
     """Return Phoenix's GlobalID of the span with OpenTelemetry id `span_id`, if stored."""
     query = urllib.parse.urlencode({"trace_id": trace_id, "span_id": span_id})
-    url = f"{base_url}/v1/projects/{urllib.parse.quote(project, safe='')}/spans?{query}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    body = _get_json(f"{base_url}/v1/projects/{urllib.parse.quote(project, safe='')}/spans?{query}")
+    if body is None:
+        return None
     for span in body["data"]:
         node_id: str = span["id"]
         return node_id
@@ -163,6 +165,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project", default="default", help="Phoenix project name")
     parser.add_argument("--span-id", help="select this span (16 hex digits) in the trace tree")
     parser.add_argument("--out", type=Path, default=Path("phoenix-trace.png"), help="PNG path")
+    add_browser_options(parser)
+    return parser.parse_args(argv)
+
+
+def add_browser_options(parser: argparse.ArgumentParser) -> None:
+    """The headless Chromium options both screenshot scripts take."""
     parser.add_argument("--chromium", default=DEFAULT_CHROMIUM, help="Chromium executable")
     parser.add_argument(
         "--budget-ms",
@@ -171,7 +179,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="virtual time budget the page gets before the screenshot",
     )
     parser.add_argument("--window", default="1600,1000", help="window size WIDTH,HEIGHT")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

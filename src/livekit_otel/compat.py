@@ -106,7 +106,6 @@ END_OF_TURN = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_turn", "user turns"
 LLM_INFERENCE = Hook(MODULE_ACTIVITY, "perform_llm_inference", "llm_node spans")
 TTS_INFERENCE = Hook(MODULE_ACTIVITY, "perform_tts_inference", "tts_node spans")
 TOOL_EXECUTIONS = Hook(MODULE_ACTIVITY, "perform_tool_executions", "function_tool spans")
-REQUIRED_HOOKS = (SESSION_START, SESSION_CLOSE, SESSION_EMIT)
 
 
 # -- reading livekit objects -------------------------------------------------------------

@@ -278,6 +278,13 @@ class SessionRecorder:
                 values[attr.OUTPUT_VALUE] = output_value
                 values[attr.OUTPUT_MIME_TYPE] = mime
 
+    def mark_plain(self, values: dict[str, AttributeValue]) -> None:
+        """Type a span that is neither generation, tool nor agent (Langfuse, Phoenix)."""
+        if self.options.langfuse:
+            values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
+        if self.options.openinference:
+            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
+
     def _text(self, text: str) -> str:
         return content.limit(text, self.options)
 
@@ -455,9 +462,7 @@ class SessionRecorder:
                 self.last_agent_text = text
 
     def _latest_open_turn(self) -> AgentTurn | None:
-        for turn in reversed(self.turns.values()):
-            return turn
-        return None
+        return next(reversed(self.turns.values()), None)
 
     def _on_handoff(self, item: Any) -> None:
         values: dict[str, AttributeValue] = {}
@@ -613,10 +618,7 @@ class SessionRecorder:
                 values[attr.LK_STT_MODEL] = model
             if provider:
                 values[attr.LK_STT_PROVIDER] = provider
-        if self.options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
-        if self.options.openinference:
-            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
+        self.mark_plain(values)
         if self.options.capture_content and turn.transcript:
             text = self._text(turn.transcript)
             values[attr.LK_USER_TRANSCRIPT] = text
@@ -634,10 +636,7 @@ class SessionRecorder:
             child_values: dict[str, AttributeValue] = eou_values.attributes()
             if turn.speech_id:
                 child_values[attr.LK_SPEECH_ID] = turn.speech_id
-            if self.options.langfuse:
-                child_values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
-            if self.options.openinference:
-                child_values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
+            self.mark_plain(child_values)
             child = self._child(
                 attr.SPAN_END_OF_TURN,
                 trace.set_span_in_context(span),
@@ -791,11 +790,6 @@ def _record_error(span: Span, error: BaseException, capture_content: bool) -> No
     else:
         span.add_event(attr.EXCEPTION_EVENT, {attr.EXCEPTION_TYPE: name})
         span.set_status(Status(StatusCode.ERROR, name))
-
-
-def record_error(span: Span, error: BaseException, capture_content: bool) -> None:
-    """Public form of the error recording used by the wrappers."""
-    _record_error(span, error, capture_content)
 
 
 _reported_turn_failure = False

@@ -358,10 +358,7 @@ def _start_tts_node(
         values[attr.LK_TTS_MODEL] = model
     if provider:
         values[attr.LK_TTS_PROVIDER] = provider
-    if recorder.options.langfuse:
-        values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
-    if recorder.options.openinference:
-        values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
+    recorder.mark_plain(values)
     node = recorder.start_node(attr.SPAN_TTS_NODE, speech, values)
     node.text = text
     return node, kwargs

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from livekit.agents import llm, stt, tts, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
@@ -231,6 +231,38 @@ class ScriptedLLMStream(llm.LLMStream):
         self._event_ch.send_nowait(llm.ChatChunk(id=rid, usage=usage))
 
 
+_S = TypeVar("_S")
+
+
+class _OpenStreams(Generic[_S]):
+    """The streams LiveKit opened on a scripted STT or VAD, newest last."""
+
+    def __init__(self) -> None:
+        self._streams: list[_S] = []
+        self._ready = asyncio.Event()
+
+    def add(self, stream: _S) -> _S:
+        self._streams.append(stream)
+        self._ready.set()
+        return stream
+
+    def forget(self, stream: _S) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+        if not self._streams:
+            self._ready.clear()
+
+    async def newest(self) -> _S:
+        await self._ready.wait()
+        return self._streams[-1]
+
+
+def _push(channel: Any, event: Any) -> None:
+    """Send one event down a stream's channel, unless the stream is closed."""
+    if not channel.closed:
+        channel.send_nowait(event)
+
+
 class ScriptedSTT(stt.STT):
     """A streaming STT whose transcripts are pushed by the driver (`emit_transcript`)."""
 
@@ -238,8 +270,7 @@ class ScriptedSTT(stt.STT):
         super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=True))
         self._model = model
         self._provider = provider
-        self._streams: list[ScriptedRecognizeStream] = []
-        self._stream_ready = asyncio.Event()
+        self.streams: _OpenStreams[ScriptedRecognizeStream] = _OpenStreams()
         self._utterances = itertools.count(1)
         self._request_id: str | None = None
         self._last_request_id: str | None = None
@@ -264,21 +295,11 @@ class ScriptedSTT(stt.STT):
         self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS, **kwargs: Any
     ) -> ScriptedRecognizeStream:
         """Open a recognition stream (LiveKit's STT node does this)."""
-        stream = ScriptedRecognizeStream(stt=self, conn_options=conn_options)
-        self._streams.append(stream)
-        self._stream_ready.set()
-        return stream
-
-    def _forget(self, stream: ScriptedRecognizeStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
-        if not self._streams:
-            self._stream_ready.clear()
+        return self.streams.add(ScriptedRecognizeStream(stt=self, conn_options=conn_options))
 
     async def wait_for_stream(self) -> ScriptedRecognizeStream:
         """The newest open recognition stream, waiting for LiveKit to open one."""
-        await self._stream_ready.wait()
-        return self._streams[-1]
+        return await self.streams.newest()
 
     def _request(self) -> str:
         if self._request_id is None:
@@ -340,12 +361,11 @@ class ScriptedRecognizeStream(stt.RecognizeStream):
 
     def push_event(self, event: stt.SpeechEvent) -> None:
         """Emit one speech event to LiveKit (ignored once the stream is closed)."""
-        if not self._event_ch.closed:
-            self._event_ch.send_nowait(event)
+        _push(self._event_ch, event)
 
     async def aclose(self) -> None:
         """Close the stream and unregister it from its STT."""
-        self._scripted._forget(self)
+        self._scripted.streams.forget(self)
         await super().aclose()
 
 
@@ -431,8 +451,7 @@ class ScriptedVAD(vad.VAD):
         super().__init__(capabilities=vad.VADCapabilities(update_interval=update_interval))
         self._model = model
         self._provider = provider
-        self._streams: list[ScriptedVADStream] = []
-        self._stream_ready = asyncio.Event()
+        self.streams: _OpenStreams[ScriptedVADStream] = _OpenStreams()
 
     @property
     def model(self) -> str:
@@ -446,21 +465,11 @@ class ScriptedVAD(vad.VAD):
 
     def stream(self) -> ScriptedVADStream:
         """Open a VAD stream (LiveKit's audio recognition does this)."""
-        stream = ScriptedVADStream(self)
-        self._streams.append(stream)
-        self._stream_ready.set()
-        return stream
-
-    def _forget(self, stream: ScriptedVADStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
-        if not self._streams:
-            self._stream_ready.clear()
+        return self.streams.add(ScriptedVADStream(self))
 
     async def wait_for_stream(self) -> ScriptedVADStream:
         """The newest open VAD stream, waiting for LiveKit to open one."""
-        await self._stream_ready.wait()
-        return self._streams[-1]
+        return await self.streams.newest()
 
     async def emit_event(
         self,
@@ -502,10 +511,9 @@ class ScriptedVADStream(vad.VADStream):
 
     def push_event(self, event: vad.VADEvent) -> None:
         """Emit one VAD event to LiveKit (ignored once the stream is closed)."""
-        if not self._event_ch.closed:
-            self._event_ch.send_nowait(event)
+        _push(self._event_ch, event)
 
     async def aclose(self) -> None:
         """Close the stream and unregister it from its VAD."""
-        self._scripted._forget(self)
+        self._scripted.streams.forget(self)
         await super().aclose()
