@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./devkit
 	touch $(STAMP)
 
 ## the main job: a scripted voice call traced end to end, offline
@@ -30,8 +30,8 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check src tests examples bench scripts
-	$(BIN)/ruff format --check src tests examples bench scripts
+	$(BIN)/ruff check src devkit tests examples bench scripts
+	$(BIN)/ruff format --check src devkit tests examples bench scripts
 	$(BIN)/mypy
 
 ## overhead benchmark against LiveKit's built-in telemetry

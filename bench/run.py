@@ -172,7 +172,7 @@ def summarize(config: str, runs: list[Run], warmup: int, received: dict[int, int
 def start_receiver() -> Any:
     """The test suite's OTLP/HTTP receiver, on 127.0.0.1 in this process."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from support.otlp_receiver import OtlpReceiver
+    from livekit_otel_dev.otlp_receiver import OtlpReceiver
 
     return OtlpReceiver().start()
 
@@ -553,7 +553,7 @@ def profile(args: argparse.Namespace) -> int:
     for (filename, line, name), row in stats.stats.items():  # type: ignore[attr-defined]
         _, calls, own, cumulative, _ = row
         total += own
-        if "livekit_otel" in filename and "scripted" not in filename:
+        if "livekit_otel/" in filename:
             short = filename.split("livekit_otel/")[-1]
             entries.append((cumulative, own, calls, f"{short}:{line} {name}"))
     print(f"total profiled time {total:.2f} s; livekit-otel functions by cumulative time:")

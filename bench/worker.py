@@ -79,7 +79,7 @@ class CountingProcessor(SpanProcessor):
 
 def script(turns: int) -> list[Any]:
     """The benchmark conversation: plain replies, and a tool call every other turn."""
-    from livekit_otel.scripted import ToolCall, UserTurn
+    from livekit_otel_dev.scripted import ToolCall, UserTurn
 
     result: list[Any] = []
     for index in range(turns):
@@ -149,7 +149,7 @@ async def session(result: Result, tracing: Tracing, profiler: cProfile.Profile |
     what it sent: kept spans would grow the heap, and the garbage collector's work, with
     every turn.
     """
-    from livekit_otel.scripted import ScriptedConversation
+    from livekit_otel_dev.scripted import ScriptedConversation
 
     conversation = ScriptedConversation()
     turns = script(result.turns)
@@ -200,7 +200,7 @@ async def paired_session(turns: int) -> dict[str, Any]:
 
     from livekit_otel import LiveKitAgentsInstrumentor
     from livekit_otel.compat import PassThroughTracerProvider
-    from livekit_otel.scripted import ScriptedConversation
+    from livekit_otel_dev.scripted import ScriptedConversation
 
     builtin_exporter = InMemorySpanExporter()
     builtin_counter = CountingProcessor()

@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
-from livekit_otel.console import latency_table, span_tree
-from livekit_otel.local import OtlpJsonFileExporter
-from livekit_otel.scripted import (
+from livekit_otel_dev.console import latency_table, span_tree
+from livekit_otel_dev.jsonfile import OtlpJsonFileExporter
+from livekit_otel_dev.scripted import (
     ScriptedRun,
     ToolCall,
     UserTurn,

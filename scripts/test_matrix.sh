@@ -70,7 +70,7 @@ stamp_of() {
     {
         echo "livekit-agents==$ver"
         extra_pins "$ver"
-        cat "$ROOT/pyproject.toml"
+        cat "$ROOT/pyproject.toml" "$ROOT/devkit/pyproject.toml"
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -93,7 +93,7 @@ setup_venv() {
             "$PYTHON" -m venv "$venv" || exit 1
         fi
         "$venv/bin/python" -m pip install --disable-pip-version-check \
-            -e "${ROOT}[dev]" "livekit-agents==$ver" "${pins[@]}" || exit 1
+            -e "${ROOT}[dev]" -e "${ROOT}/devkit" "livekit-agents==$ver" "${pins[@]}" || exit 1
         "$venv/bin/python" -c "import livekit.agents" || exit 1
     ) > "$log" 2>&1; then
         rm -f "$stamp_file"

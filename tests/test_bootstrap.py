@@ -23,7 +23,7 @@ from opentelemetry.util._once import Once
 from livekit_otel import bootstrap
 from livekit_otel.bootstrap import flush_on_shutdown, setup_langfuse, setup_otlp
 from livekit_otel.endpoints import resolve_langfuse_target, resolve_otlp_target
-from support.otlp_receiver import OtlpReceiver, refused_url
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 
 PUBLIC = "pk-lf-public-1234"
 SECRET = "sk-lf-SECRET-5678"

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import update_session
-from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
+from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 from support.tracing import SpanTree, find_texts, instrumented
 
 SESSIONS = 20

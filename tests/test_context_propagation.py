@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
     ScriptedLLM,

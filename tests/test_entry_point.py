@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from livekit_otel import LiveKitAgentsInstrumentor
-from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 from support.shapes import tts_nodes_per_reply
 
 GROUP = "opentelemetry_instrumentor"
@@ -28,7 +28,7 @@ AGENT_SCRIPT = textwrap.dedent(
     """
     import asyncio
 
-    from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
+    from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 
     turns = [
         UserTurn("hello there"),

@@ -14,7 +14,7 @@ from opentelemetry import trace
 
 from livekit_otel import LiveKitAgentsInstrumentor, set_tracer_provider
 from livekit_otel.instrumentor import WRAP_TABLE
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedConversation,
     ScriptedRun,
     ToolCall,

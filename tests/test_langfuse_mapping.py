@@ -22,7 +22,7 @@ from livekit.agents.metrics import LLMMetrics
 from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_langfuse, update_session
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedConversation,
     ScriptedLLM,
     ScriptedRun,
@@ -37,7 +37,7 @@ from support.langfuse_mapper import (
     map_span,
     map_spans,
 )
-from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 from support.shapes import tts_nodes_per_reply
 
 PUBLIC_KEY = "pk-lf-mapping-test"

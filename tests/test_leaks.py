@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import recorder as recorder_module
 from livekit_otel.recorder import SessionRecorder
-from livekit_otel.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
+from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
 from livekit_otel.wrappers import RECORDER_ATTRIBUTE
 from support.tracing import SpanLifecycle, Tracing, instrumented
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import format_trace_id
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedLLM,
     ScriptedRun,
     ToolCall,

@@ -1,7 +1,7 @@
 """The trace of a whole offline AgentSession: its tree, attributes, metrics and timing.
 
 A real ``AgentSession`` runs with scripted VAD, STT, LLM, TTS and a tool (see
-``livekit_otel.scripted``); every expected value below comes from what LiveKit itself
+``livekit_otel_dev.scripted``); every expected value below comes from what LiveKit itself
 emitted in the same run (its metrics objects, speech handles and chat history).
 """
 
@@ -20,14 +20,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
     ToolCall,
     UserTurn,
     run_scripted_session,
 )
-from livekit_otel.scripted.media import silence_frame
+from livekit_otel_dev.scripted.media import silence_frame
 from support.shapes import SPEAKING_STEP, tool_reply, tts_nodes_per_reply
 from support.tracing import (
     BUILTIN_SCOPE,

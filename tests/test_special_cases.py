@@ -16,7 +16,7 @@ from livekit.agents.metrics import EOUMetrics
 from livekit.agents.vad import VADEventType
 from opentelemetry.trace import StatusCode
 
-from livekit_otel.scripted import (
+from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
     ScriptedLLM,
@@ -24,7 +24,7 @@ from livekit_otel.scripted import (
     ToolCall,
     UserTurn,
 )
-from livekit_otel.scripted.media import silence_frame
+from livekit_otel_dev.scripted.media import silence_frame
 from support.shapes import SPEAKING_STEP, discarded_attempt, tool_only_step, tool_reply
 from support.tracing import (
     SpanLifecycle,

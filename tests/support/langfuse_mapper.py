@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from support.otlp_receiver import ReceivedSpan
+from livekit_otel_dev.otlp_receiver import ReceivedSpan
 
 LANGFUSE_OTEL_PATH = "/api/public/otel/v1/traces"
 

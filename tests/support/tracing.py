@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from livekit_otel import LiveKitAgentsInstrumentor
-from livekit_otel.scripted import ScriptedRun, UserTurn, run_scripted_session
+from livekit_otel_dev.scripted import ScriptedRun, UserTurn, run_scripted_session
 
 BUILTIN_SCOPE = "livekit-agents"
 """The instrumentation scope of LiveKit's own built-in spans."""

@@ -35,7 +35,7 @@ __all__ = [
     "scripted_session_options",
 ]
 
-logger = logging.getLogger("livekit_otel.scripted")
+logger = logging.getLogger("livekit_otel_dev.scripted")
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from . import attributes as attr
+from livekit_otel import attributes as attr
 
 _SHOWN = (
     attr.LK_USER_TRANSCRIPT,

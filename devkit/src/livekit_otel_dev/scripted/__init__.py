@@ -10,7 +10,7 @@ Usage::
 
     import asyncio
     from livekit.agents.metrics import LLMMetrics
-    from livekit_otel.scripted import ToolCall, UserTurn, run_scripted_session
+    from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 
     async def main() -> None:
         weather = ToolCall("lookup_weather", {"location": "Paris"})
