@@ -193,6 +193,7 @@ async def paired_session(turns: int) -> dict[str, Any]:
     session's turns only.
     """
     from livekit.agents import telemetry
+    from livekit_otel_dev.scripted import ScriptedConversation
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -200,7 +201,6 @@ async def paired_session(turns: int) -> dict[str, Any]:
 
     from livekit_otel import LiveKitAgentsInstrumentor
     from livekit_otel.compat import PassThroughTracerProvider
-    from livekit_otel_dev.scripted import ScriptedConversation
 
     builtin_exporter = InMemorySpanExporter()
     builtin_counter = CountingProcessor()

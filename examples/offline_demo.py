@@ -20,11 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
 from livekit_otel_dev.console import latency_table, span_tree
 from livekit_otel_dev.jsonfile import OtlpJsonFileExporter
 from livekit_otel_dev.scripted import (
@@ -34,6 +29,11 @@ from livekit_otel_dev.scripted import (
     run_scripted_session,
     scripted_session_options,
 )
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
 
 # the scripted VAD dates the start and end of speech back by these durations, as a real
 # VAD does; they are kept shorter than the accelerated call's real pauses

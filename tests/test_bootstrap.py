@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,7 +24,6 @@ from opentelemetry.util._once import Once
 from livekit_otel import bootstrap
 from livekit_otel.bootstrap import flush_on_shutdown, setup_langfuse, setup_otlp
 from livekit_otel.endpoints import resolve_langfuse_target, resolve_otlp_target
-from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 
 PUBLIC = "pk-lf-public-1234"
 SECRET = "sk-lf-SECRET-5678"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import update_session
-from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 from support.tracing import SpanTree, find_texts, instrumented
 
 SESSIONS = 20

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from livekit_otel_dev.scripted import ToolCall, UserTurn
+from livekit_otel_dev.scripted.tools import DEFAULT_INSTRUCTIONS
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import redact_pii
-from livekit_otel_dev.scripted import ToolCall, UserTurn
-from livekit_otel_dev.scripted.tools import DEFAULT_INSTRUCTIONS
 from support.tracing import (
     SpanTree,
     TracedRun,

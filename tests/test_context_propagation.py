@@ -15,10 +15,6 @@ from aiohttp import web
 from livekit import rtc
 from livekit.agents import Agent, FlushSentinel, ModelSettings, function_tool, llm, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
-from opentelemetry import trace
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan
-
 from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
@@ -27,6 +23,10 @@ from livekit_otel_dev.scripted import (
     ToolCall,
     UserTurn,
 )
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan
+
 from support.tracing import TracedRun, Tracing, attributes, span_id, trace_session
 
 FORECAST = ToolCall("fetch_forecast", {"location": "Paris"})

@@ -16,9 +16,9 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import pytest
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from livekit_otel import LiveKitAgentsInstrumentor
-from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 from support.shapes import tts_nodes_per_reply
 
 GROUP = "opentelemetry_instrumentor"

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
+from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
 from livekit_otel.recorder import SessionRecorder
-from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
-from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 from support.tracing import SpanLifecycle
 
 EXPORT_TIMEOUT_S = 3.0

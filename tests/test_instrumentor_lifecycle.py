@@ -10,10 +10,6 @@ import pytest
 from livekit.agents.metrics import LLMMetrics
 from livekit.agents.telemetry import traces as builtin_traces
 from livekit.agents.voice import agent_activity, agent_session
-from opentelemetry import trace
-
-from livekit_otel import LiveKitAgentsInstrumentor, set_tracer_provider
-from livekit_otel.instrumentor import WRAP_TABLE
 from livekit_otel_dev.scripted import (
     ScriptedConversation,
     ScriptedRun,
@@ -21,6 +17,10 @@ from livekit_otel_dev.scripted import (
     UserTurn,
     run_scripted_session,
 )
+from opentelemetry import trace
+
+from livekit_otel import LiveKitAgentsInstrumentor, set_tracer_provider
+from livekit_otel.instrumentor import WRAP_TABLE
 from support.tracing import Tracing, in_memory_provider
 
 TURNS = [

@@ -19,9 +19,7 @@ from typing import Any
 import pytest
 from livekit.agents import AgentSession
 from livekit.agents.metrics import LLMMetrics
-from opentelemetry.sdk.trace import TracerProvider
-
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_langfuse, update_session
+from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 from livekit_otel_dev.scripted import (
     ScriptedConversation,
     ScriptedLLM,
@@ -30,6 +28,9 @@ from livekit_otel_dev.scripted import (
     UserTurn,
     run_scripted_session,
 )
+from opentelemetry.sdk.trace import TracerProvider
+
+from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_langfuse, update_session
 from support.langfuse_mapper import (
     LANGFUSE_OTEL_PATH,
     LangfuseObservation,
@@ -37,7 +38,6 @@ from support.langfuse_mapper import (
     map_span,
     map_spans,
 )
-from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 from support.shapes import tts_nodes_per_reply
 
 PUBLIC_KEY = "pk-lf-mapping-test"

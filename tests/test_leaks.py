@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import recorder as recorder_module
 from livekit_otel.recorder import SessionRecorder
-from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
 from livekit_otel.wrappers import RECORDER_ATTRIBUTE
 from support.tracing import SpanLifecycle, Tracing, instrumented
 

@@ -18,11 +18,6 @@ from typing import Any
 
 import pytest
 from livekit.agents.metrics import LLMMetrics
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import format_trace_id
-
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
 from livekit_otel_dev.scripted import (
     ScriptedLLM,
     ScriptedRun,
@@ -30,6 +25,11 @@ from livekit_otel_dev.scripted import (
     UserTurn,
     run_scripted_session,
 )
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import format_trace_id
+
+from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
 from support.phoenix import PhoenixServer
 
 pytestmark = pytest.mark.e2e

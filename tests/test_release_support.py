@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from livekit_otel_dev.scripted import UserTurn
 
 from livekit_otel import LiveKitAgentsInstrumentor, UnsupportedVersionError, compat, instrumentor
-from livekit_otel_dev.scripted import UserTurn
 from support.tracing import Tracing, trace_session
 
 TURNS = [UserTurn("hello there"), UserTurn("and goodbye")]

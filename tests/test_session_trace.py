@@ -16,10 +16,6 @@ from typing import Any
 import pytest
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
 from livekit.agents.vad import VADEventType
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
-
 from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
@@ -28,6 +24,10 @@ from livekit_otel_dev.scripted import (
     run_scripted_session,
 )
 from livekit_otel_dev.scripted.media import silence_frame
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
 from support.shapes import SPEAKING_STEP, tool_reply, tts_nodes_per_reply
 from support.tracing import (
     BUILTIN_SCOPE,

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import livekit.agents
 import pytest
+from livekit_otel_dev.otlp_receiver import OtlpReceiver
+from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
 from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
-from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
-from livekit_otel_dev.otlp_receiver import OtlpReceiver
 from support.tracing import SpanLifecycle
 
 SHUTDOWN_TIMEOUT_S = 1.0

@@ -14,8 +14,6 @@ from livekit import rtc
 from livekit.agents import Agent, FlushSentinel, ModelSettings, function_tool, llm
 from livekit.agents.metrics import EOUMetrics
 from livekit.agents.vad import VADEventType
-from opentelemetry.trace import StatusCode
-
 from livekit_otel_dev.scripted import (
     ScriptedAgent,
     ScriptedConversation,
@@ -25,6 +23,8 @@ from livekit_otel_dev.scripted import (
     UserTurn,
 )
 from livekit_otel_dev.scripted.media import silence_frame
+from opentelemetry.trace import StatusCode
+
 from support.shapes import SPEAKING_STEP, discarded_attempt, tool_only_step, tool_reply
 from support.tracing import (
     SpanLifecycle,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from livekit_otel_dev.otlp_receiver import (  # noqa: F401
     OtlpReceiver,
     ReceivedEvent,

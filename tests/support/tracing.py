@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from livekit.agents.telemetry import traces as builtin_traces
+from livekit_otel_dev.scripted import ScriptedRun, UserTurn, run_scripted_session
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -33,7 +34,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from livekit_otel import LiveKitAgentsInstrumentor
-from livekit_otel_dev.scripted import ScriptedRun, UserTurn, run_scripted_session
 
 BUILTIN_SCOPE = "livekit-agents"
 """The instrumentation scope of LiveKit's own built-in spans."""
