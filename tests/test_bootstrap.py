@@ -21,9 +21,10 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
-from livekit_otel import bootstrap
-from livekit_otel.bootstrap import flush_on_shutdown, setup_langfuse, setup_otlp
+from livekit_otel import bootstrap, lifecycle
+from livekit_otel.bootstrap import setup_langfuse, setup_otlp
 from livekit_otel.endpoints import resolve_langfuse_target, resolve_otlp_target
+from livekit_otel.lifecycle import flush_on_shutdown
 
 PUBLIC = "pk-lf-public-1234"
 SECRET = "sk-lf-SECRET-5678"
@@ -591,4 +592,4 @@ def test_setup_outside_a_job_registers_nothing(
 
     provider = setup_otlp(otlp_receiver.url)
 
-    assert bootstrap.register_flush_on_shutdown(provider) is False
+    assert lifecycle.register_flush_on_shutdown(provider) is False

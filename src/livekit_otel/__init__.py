@@ -45,8 +45,8 @@ functions' ``instrument_options``; environment variables in brackets):
 
 from .bootstrap import setup_langfuse, setup_otlp
 from .compat import UnsupportedVersionError
-from .content import redact_pii
 from .instrumentor import LiveKitAgentsInstrumentor, set_tracer_provider
+from .redaction import redact_pii
 from .session import update_session
 from .version import __version__
 

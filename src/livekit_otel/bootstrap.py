@@ -17,15 +17,12 @@ never run there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import os
-import sys
 import threading
-import weakref
-from collections.abc import Callable, Coroutine, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -38,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.util.types import AttributeValue
 
+from livekit_otel import instrumentor
 from livekit_otel.endpoints import (
     OTLP_HEADERS,
     OTLP_TRACES_HEADERS,
@@ -46,13 +44,14 @@ from livekit_otel.endpoints import (
     resolve_langfuse_target,
     resolve_otlp_target,
 )
+from livekit_otel.lifecycle import (
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    register_flush_on_shutdown,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "livekit-agent"
-DEFAULT_SHUTDOWN_TIMEOUT = 3.0
-
-ShutdownCallback = Callable[[str], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ class _Installed:
 
 _lock = threading.Lock()
 _installed: _Installed | None = None
-# Job contexts that already flush a given provider on shutdown: ctx -> {id(provider)}.
-_flushing_jobs: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
 
 
 def setup_otlp(
@@ -156,82 +153,6 @@ def setup_langfuse(
     )
     target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
     return _install(target, options)
-
-
-def flush_on_shutdown(
-    provider: TracerProvider, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-) -> ShutdownCallback:
-    """Build a LiveKit job shutdown callback that flushes ``provider`` within ``timeout`` s.
-
-    The callback takes the shutdown reason LiveKit passes (and works without one). The
-    flush runs in a daemon thread, so the event loop keeps running and a hung backend
-    costs at most ``timeout`` seconds; spans still unsent then are given up.
-    """
-
-    async def flush(reason: str = "") -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        # LiveKit closes the job's sessions in another shutdown callback, at the same time
-        # as this one: give their last spans (session_close, agent_session) a chance first
-        from livekit_otel.recorder import wait_for_open_sessions
-
-        await wait_for_open_sessions(timeout / 2)
-        remaining = max(timeout - (loop.time() - started), 0.1)
-        done: asyncio.Future[bool] = loop.create_future()
-
-        def resolve(flushed: bool) -> None:
-            if not done.done():
-                done.set_result(flushed)
-
-        def work() -> None:
-            flushed = False
-            try:
-                flushed = provider.force_flush(timeout_millis=int(remaining * 1000))
-            except Exception as exc:
-                logger.warning("livekit-otel: flushing spans failed (%s)", type(exc).__name__)
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(resolve, flushed)
-
-        threading.Thread(target=work, name="livekit-otel-flush", daemon=True).start()
-        try:
-            flushed = await asyncio.wait_for(done, remaining)
-        except asyncio.TimeoutError:
-            logger.warning(
-                "livekit-otel: flushing spans at job shutdown (reason: %s) did not finish "
-                "within %.1f s; spans not yet sent may be lost",
-                reason or "unknown",
-                timeout,
-            )
-            return
-        if not flushed:
-            logger.debug("livekit-otel: the tracer provider did not flush (already shut down?)")
-
-    flush.__name__ = flush.__qualname__ = "livekit_otel_flush_on_shutdown"
-    return flush
-
-
-def register_flush_on_shutdown(
-    provider: TracerProvider, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-) -> bool:
-    """Flush ``provider`` when the current LiveKit job shuts down, once per job.
-
-    Returns ``True`` when called inside a job (the callback is registered, or already
-    was), ``False`` outside one. The job context is looked up on each call through
-    ``livekit.agents.get_job_context``.
-    """
-    ctx = _current_job_context()
-    if ctx is None:
-        return False
-    with _lock:
-        try:
-            seen = _flushing_jobs.setdefault(ctx, set())
-        except TypeError:  # a context that cannot be weakly referenced: no deduplication
-            seen = set()
-        if id(provider) in seen:
-            return True
-        seen.add(id(provider))
-    ctx.add_shutdown_callback(flush_on_shutdown(provider, timeout))
-    return True
 
 
 def _options(
@@ -410,12 +331,10 @@ def _quiet_env_header_warnings() -> Iterator[None]:
 
 def _hand_to_plugin(provider: TracerProvider, instrument_options: Mapping[str, Any] | None) -> None:
     """Make ``provider`` the one livekit-otel's spans go to."""
-    from livekit_otel.instrumentor import set_tracer_provider
-
     if instrument_options:
-        set_tracer_provider(provider, **instrument_options)
+        instrumentor.set_tracer_provider(provider, **instrument_options)
     else:
-        set_tracer_provider(provider)
+        instrumentor.set_tracer_provider(provider)
 
 
 def _set_global(provider: TracerProvider) -> None:
@@ -438,19 +357,3 @@ def _retire(old: TracerProvider, new_target: ExportTarget) -> None:
         redact_url(new_target.url),
     )
     threading.Thread(target=old.shutdown, name="livekit-otel-retire", daemon=True).start()
-
-
-def _current_job_context() -> Any | None:
-    """The running LiveKit job's context, or ``None`` outside a job.
-
-    Looked up at call time (so tests can patch ``livekit.agents.get_job_context``) and
-    only when ``livekit.agents`` is already imported: a job cannot run without it.
-    """
-    agents = sys.modules.get("livekit.agents")
-    get_job_context = getattr(agents, "get_job_context", None)
-    if get_job_context is None:
-        return None
-    try:
-        return get_job_context()
-    except RuntimeError:
-        return None

@@ -16,10 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
 from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
-from .bootstrap import register_flush_on_shutdown
 from .config import resolve_options
+from .lifecycle import close_open_sessions, register_flush_on_shutdown
 from .package import _instruments
-from .recorder import close_open_sessions
 from .version import __version__
 
 logger = logging.getLogger("livekit_otel")
@@ -86,7 +85,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         cls = type(self)
-        close_open_sessions()
+        close_open_sessions("instrumentation_removed")
         for hook in cls._wrapped:
             module = __import__(hook.module, fromlist=["_"])
             owner_path, _, name = hook.attribute.rpartition(".")

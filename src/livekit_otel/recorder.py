@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attr
-from . import compat, content
+from . import compat, content, lifecycle
 from .config import Options
 from .metrics import MetricsAggregate, metrics_kind
 
@@ -183,7 +183,7 @@ class SessionRecorder:
         self.last_agent_text: str | None = None
         self.start_span = self._child(attr.SPAN_SESSION_START, self.session_context)
         self.close_span: Span | None = None
-        _open_recorders.add(self)
+        lifecycle.session_opened(self)
 
     # -- attribute sets -----------------------------------------------------------------
     def _common_attributes(self) -> dict[str, AttributeValue]:
@@ -315,6 +315,11 @@ class SessionRecorder:
         if error is not None:
             self.session_span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         return trace.set_span_in_context(self.close_span)
+
+    def abandon(self, reason: str) -> None:
+        """End the trace now, whatever is still open (instrumentation removed mid-call)."""
+        self.close_started(reason, None)
+        self.close_finished()
 
     def close_finished(self, error: BaseException | None = None) -> None:
         """End every span still open, then ``session_close`` and ``agent_session``."""
@@ -793,34 +798,6 @@ def _record_error(span: Span, error: BaseException, capture_content: bool) -> No
 
 
 _reported_turn_failure = False
-
-# recorders of sessions not yet closed, so a job-shutdown flush can wait for their last spans
-_open_recorders: weakref.WeakSet[SessionRecorder] = weakref.WeakSet()
-
-
-def close_open_sessions() -> None:
-    """End the traces of sessions still running (``uninstrument`` while a call is live)."""
-    for recorder in list(_open_recorders):
-        if recorder.closed:
-            continue
-        try:
-            recorder.close_started("instrumentation_removed", None)
-            recorder.close_finished()
-        except Exception:
-            recorder.closed = True
-            logging.getLogger("livekit_otel").warning(
-                "livekit-otel failed to end a live session's trace", exc_info=True
-            )
-
-
-async def wait_for_open_sessions(timeout: float) -> None:
-    """Wait, at most ``timeout`` seconds, until every traced session of this loop has closed."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if not any(not recorder.closed for recorder in list(_open_recorders)):
-            return
-        await asyncio.sleep(0.02)
 
 
 def _report_turn_failure() -> None:
