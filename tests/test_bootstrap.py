@@ -7,6 +7,7 @@ import base64
 import importlib.util
 import logging
 import os
+import re
 import sys
 import time
 import types
@@ -593,3 +594,174 @@ def test_setup_outside_a_job_registers_nothing(
     provider = setup_otlp(otlp_receiver.url)
 
     assert lifecycle.register_flush_on_shutdown(provider) is False
+
+
+# --- a bad setting inside a running job -------------------------------------------------
+
+
+def no_job() -> None:
+    """``livekit.agents.get_job_context`` outside a job (at import or worker start)."""
+    raise RuntimeError("no job context found")
+
+
+@pytest.fixture
+def in_job(monkeypatch: pytest.MonkeyPatch) -> FakeJobContext:
+    """A running LiveKit job, as ``livekit.agents.get_job_context`` reports it."""
+    ctx = FakeJobContext()
+    fake_livekit_agents(monkeypatch, lambda: ctx)
+    return ctx
+
+
+def missing_langfuse_keys() -> TracerProvider:
+    return setup_langfuse("https://cloud.langfuse.com")
+
+
+def swapped_langfuse_keys() -> TracerProvider:
+    return setup_langfuse("https://cloud.langfuse.com", SECRET, PUBLIC)
+
+
+def langfuse_host_without_scheme() -> TracerProvider:
+    return setup_langfuse("cloud.langfuse.com", PUBLIC, SECRET)
+
+
+def otlp_endpoint_without_scheme() -> TracerProvider:
+    return setup_otlp("localhost:4318")
+
+
+def otlp_header_with_line_break() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", {"x-key": f"{HEADER_SECRET}\r\nx-evil: 1"})
+
+
+def otlp_zero_timeout() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", timeout=0)
+
+
+def otlp_timeout_as_text() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", timeout="10")  # type: ignore[arg-type]
+
+
+def otlp_negative_shutdown_timeout() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", shutdown_timeout=-1)
+
+
+# each bad setting, with a piece of the message that tells what to fix
+BAD_SETTINGS = [
+    pytest.param(missing_langfuse_keys, "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"),
+    pytest.param(swapped_langfuse_keys, "are the two keys swapped?"),
+    pytest.param(langfuse_host_without_scheme, "host= must be a URL starting with http://"),
+    pytest.param(otlp_endpoint_without_scheme, "endpoint= must be a URL starting with http://"),
+    pytest.param(otlp_header_with_line_break, "header 'x-key' contains a line break"),
+    pytest.param(otlp_zero_timeout, "timeout must be a positive number of seconds"),
+    pytest.param(otlp_timeout_as_text, "timeout must be a positive number of seconds"),
+    pytest.param(otlp_negative_shutdown_timeout, "shutdown_timeout must be a positive number"),
+]
+
+
+@pytest.mark.parametrize(("bad_setup", "fix"), BAD_SETTINGS)
+def test_bad_setting_at_import_or_worker_start_raises(
+    monkeypatch: pytest.MonkeyPatch, bad_setup: Any, fix: str
+) -> None:
+    fake_livekit_agents(monkeypatch, no_job)
+
+    with pytest.raises(ValueError, match=re.escape(fix)):
+        bad_setup()
+
+
+@pytest.mark.parametrize(("bad_setup", "fix"), BAD_SETTINGS)
+def test_bad_setting_inside_a_job_is_one_error_that_says_what_to_fix(
+    in_job: FakeJobContext, caplog: pytest.LogCaptureFixture, bad_setup: Any, fix: str
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        bad_setup()
+
+    problems = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.levelno for record in problems] == [logging.ERROR]
+    assert problems[0].name.startswith("livekit_otel")
+    assert fix in problems[0].getMessage()
+    assert "without tracing" in problems[0].getMessage()
+
+
+def test_bad_langfuse_keys_inside_a_job_are_not_logged(
+    in_job: FakeJobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        setup_langfuse("https://cloud.langfuse.com", SECRET, PUBLIC)
+
+    assert "swapped" in caplog.text
+    assert SECRET not in caplog.text
+    assert PUBLIC not in caplog.text
+
+
+def test_malformed_headers_env_inside_a_job_is_not_logged(
+    in_job: FakeJobContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization Basic {HEADER_SECRET}")
+
+    with caplog.at_level(logging.DEBUG):
+        setup_otlp()
+
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in caplog.text
+    assert HEADER_SECRET not in caplog.text
+
+
+def test_failed_setup_inside_a_job_returns_a_provider_that_records_nothing(
+    in_job: FakeJobContext,
+) -> None:
+    provider = setup_langfuse("https://cloud.langfuse.com")
+
+    span = provider.get_tracer("app").start_span("user_code")
+    span.end()
+
+    assert isinstance(provider, TracerProvider)
+    assert span.is_recording() is False
+    assert provider.force_flush() is True
+
+
+def test_failed_setup_inside_a_job_installs_nothing(
+    in_job: FakeJobContext, plugin: PluginStub
+) -> None:
+    setup_otlp("localhost:4318")
+
+    assert plugin.calls == []
+    assert bootstrap._installed is None
+    assert in_job.callbacks == []
+
+
+def test_failed_setup_inside_a_job_keeps_the_provider_set_up_before(
+    in_job: FakeJobContext, plugin: PluginStub, otlp_receiver: OtlpReceiver
+) -> None:
+    working = setup_otlp(otlp_receiver.url)
+
+    setup_otlp(otlp_receiver.url, timeout=-5)
+
+    assert [provider for provider, _ in plugin.calls] == [working]
+    assert bootstrap._installed is not None
+    assert bootstrap._installed.provider is working
+
+
+def test_unexpected_failure_inside_a_job_logs_its_type_not_its_message(
+    in_job: FakeJobContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"exporter broke on {HEADER_SECRET}")
+
+    monkeypatch.setattr(bootstrap, "_build_provider", broken)
+
+    with caplog.at_level(logging.DEBUG):
+        provider = setup_otlp("http://localhost:4318")
+
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "unexpected RuntimeError" in record.getMessage()
+    assert HEADER_SECRET not in caplog.text
+    assert provider.get_tracer("app").start_span("x").is_recording() is False
+
+
+def test_unexpected_failure_outside_a_job_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("exporter broke")
+
+    fake_livekit_agents(monkeypatch, no_job)
+    monkeypatch.setattr(bootstrap, "_build_provider", broken)
+
+    with pytest.raises(RuntimeError, match="exporter broke"):
+        setup_otlp("http://localhost:4318")

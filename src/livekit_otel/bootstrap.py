@@ -13,6 +13,13 @@ old one is flushed and shut down in a background thread, and a warning says so.
 Inside a LiveKit job the provider is flushed, within ``shutdown_timeout`` seconds, when
 the job shuts down: LiveKit ends job processes with ``os._exit``, so ``atexit`` hooks
 never run there.
+
+A bad setting (missing Langfuse keys, a URL without a scheme, malformed headers, a
+non-positive timeout, ...) raises ``ValueError`` at import time or worker start, so a
+deploy fails fast. Inside a running LiveKit job it never takes the call down: the setup
+function logs one ERROR on the ``livekit_otel.bootstrap`` logger that says what to fix,
+installs nothing, and returns a provider that records and exports nothing (see
+``disabled_provider``), so code that goes on to use the returned provider keeps working.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -33,6 +41,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.util.types import AttributeValue
 
 from livekit_otel import instrumentor
@@ -46,6 +55,7 @@ from livekit_otel.endpoints import (
 )
 from livekit_otel.lifecycle import (
     DEFAULT_SHUTDOWN_TIMEOUT,
+    _current_job_context,
     register_flush_on_shutdown,
 )
 
@@ -107,17 +117,24 @@ def setup_otlp(
     ``set_tracer_provider``).
 
     Raises ``ValueError`` for a URL without ``http://``/``https://``, malformed headers
-    or a non-positive timeout.
+    or a timeout that is not a positive number of seconds. Inside a running LiveKit job it
+    raises nothing: it logs one ERROR that says what to fix and returns a provider that
+    records and exports nothing (``disabled_provider``), and the job runs untraced.
     """
-    options = _options(
-        service_name,
-        resource_attributes,
-        set_global,
-        timeout,
-        shutdown_timeout,
-        instrument_options,
-    )
-    return _install(resolve_otlp_target(endpoint, headers, os.environ), options)
+    try:
+        options = _options(
+            service_name,
+            resource_attributes,
+            set_global,
+            timeout,
+            shutdown_timeout,
+            instrument_options,
+        )
+        return _install(resolve_otlp_target(endpoint, headers, os.environ), options)
+    except Exception as error:
+        if _current_job_context() is None:
+            raise
+        return _untraced_job("setup_otlp", error)
 
 
 def setup_langfuse(
@@ -141,18 +158,57 @@ def setup_langfuse(
     variables are neither read for the endpoint or headers nor written.
 
     Takes the same options as ``setup_otlp``. Raises ``ValueError`` naming every missing
-    key, for a host without ``http://``/``https://`` and for swapped keys.
+    key, for a host without ``http://``/``https://`` and for swapped keys; inside a running
+    LiveKit job it logs one ERROR instead and returns ``disabled_provider()``, as
+    ``setup_otlp`` does.
     """
-    options = _options(
-        service_name,
-        resource_attributes,
-        set_global,
-        timeout,
-        shutdown_timeout,
-        instrument_options,
+    try:
+        options = _options(
+            service_name,
+            resource_attributes,
+            set_global,
+            timeout,
+            shutdown_timeout,
+            instrument_options,
+        )
+        target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
+        return _install(target, options)
+    except Exception as error:
+        if _current_job_context() is None:
+            raise
+        return _untraced_job("setup_langfuse", error)
+
+
+def disabled_provider() -> TracerProvider:
+    """A provider that records and exports nothing: what setup returns when it failed in a job.
+
+    Its sampler drops every span, it has no span processor and registers no ``atexit``
+    hook, so using it (``get_tracer``, ``force_flush``, ``shutdown``, even
+    ``add_span_processor``) works and costs next to nothing. livekit-otel is not handed
+    this provider: sessions stay untraced unless another provider was set up before.
+    """
+    return TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+
+
+def _untraced_job(function: str, error: Exception) -> TracerProvider:
+    """Log why setup failed inside a LiveKit job, once, and return a disabled provider.
+
+    Only ``ValueError`` messages are quoted: setup writes them to name the setting to fix
+    and never puts a key or header value in them. Anything else is unexpected, so only its
+    type is logged, in case its message carries a setting's value.
+    """
+    if isinstance(error, ValueError):
+        problem = str(error)
+    else:
+        problem = f"unexpected {type(error).__name__} while building the exporter"
+    logger.error(
+        "livekit-otel: %s failed inside a LiveKit job, so this call runs without tracing: "
+        "%s. Fix the setting; called at module level (import or worker start) setup raises "
+        "this as ValueError, so a bad setting stops the deploy instead of each call.",
+        function,
+        problem,
     )
-    target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
-    return _install(target, options)
+    return disabled_provider()
 
 
 def _options(
@@ -164,10 +220,12 @@ def _options(
     instrument_options: Mapping[str, Any] | None,
 ) -> _Options:
     """Check the shared options and bundle them."""
-    if timeout is not None and not timeout > 0:
-        raise ValueError("timeout must be a positive number of seconds")
-    if not shutdown_timeout > 0:
-        raise ValueError("shutdown_timeout must be a positive number of seconds")
+    if timeout is not None and not _positive_seconds(timeout):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if not _positive_seconds(shutdown_timeout):
+        raise ValueError(
+            f"shutdown_timeout must be a positive number of seconds, not {shutdown_timeout!r}"
+        )
     return _Options(
         service_name=service_name,
         resource_attributes=resource_attributes,
@@ -175,6 +233,16 @@ def _options(
         timeout=timeout,
         shutdown_timeout=shutdown_timeout,
         instrument_options=instrument_options,
+    )
+
+
+def _positive_seconds(value: object) -> bool:
+    """True for a finite number of seconds above zero (``True``/``False`` are not numbers)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
     )
 
 
