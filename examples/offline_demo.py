@@ -15,6 +15,7 @@ Run it with ``make demo`` or ``python examples/offline_demo.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -30,8 +31,9 @@ from livekit_otel_dev.scripted import (
     scripted_session_options,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
 
@@ -53,6 +55,33 @@ SCRIPT = [
     ),
     UserTurn("Sorry, short version please. Thanks, bye!", **_SPOKEN),
 ]
+
+
+class ExportErrors(logging.Handler):
+    """Counts the errors exporters log, one per batch they could not deliver."""
+
+    # the OTLP exporters log on loggers under the first, the JSON-file exporter on the second
+    LOGGERS = ("opentelemetry.exporter", "livekit_otel_dev.jsonfile")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+        self.first = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if not self.first:
+            self.first = record.getMessage()
+
+    def attach(self) -> ExportErrors:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+
+def _traces(spans: tuple[ReadableSpan, ...]) -> str:
+    count = len({span.context.trace_id for span in spans if span.context is not None})
+    return f"{count} trace" if count == 1 else f"{count} traces"
 
 
 def _configure() -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
@@ -81,25 +110,36 @@ async def run_demo_call() -> ScriptedRun:
 
 
 async def main() -> int:
-    """Run the scripted call and show where its trace went."""
+    """Run the scripted call and show where its trace went; non-zero if an export failed."""
+    errors = ExportErrors().attach()
     provider, exporter, destination = _configure()
+    collected = InMemorySpanExporter()  # the demo's own copy, for the summary below
+    provider.add_span_processor(SimpleSpanProcessor(collected))
     started = time.perf_counter()
     run = await run_demo_call()
     elapsed = time.perf_counter() - started
     provider.force_flush()
+    spans = collected.get_finished_spans()
     print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")
-    if exporter is None:
-        print(f"Trace exported to {destination}.")
-        provider.shutdown()
-        return 0
-    print()
-    print(span_tree(exporter.spans))
-    print()
-    print(latency_table(exporter.spans))
-    print()
-    print(f"{len(exporter.spans)} spans, one trace, written as OTLP JSON to {destination}")
-    print(f"Chat history: {len(run.history)} items; the tool call and the interruption included.")
+    if exporter is not None:
+        print()
+        print(span_tree(spans))
+        print()
+        print(latency_table(spans))
+        print()
     provider.shutdown()
+    summary = f"{len(spans)} spans in {_traces(spans)}"
+    if errors.count:
+        print(
+            f"{summary}, but exporting to {destination} FAILED: {errors.count} export "
+            f"error(s) logged, the first: {errors.first}"
+        )
+        return 1
+    if exporter is None:
+        print(f"{summary} exported to {destination}.")
+        return 0
+    print(f"{summary}, written as OTLP JSON to {destination}")
+    print(f"Chat history: {len(run.history)} items; the tool call and the interruption included.")
     return 0
 
 
