@@ -18,7 +18,7 @@ from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import update_session
-from support.tracing import SpanTree, find_texts, instrumented
+from support.tracing import SpanTree, find_texts, input_of, instrumented
 
 SESSIONS = 20
 TURNS = 4
@@ -107,7 +107,7 @@ def test_each_traces_agent_turns_carry_its_own_scripts_user_text(traces: Traces)
             (span for span in spans if span.name == "agent_turn"),
             key=lambda span: span.start_time or 0,
         )
-        user_texts = [(span.attributes or {}).get("lk.turn.user_text") for span in turns]
+        user_texts = [input_of(span) for span in turns]
         assert user_texts == [turn.text for turn in script(index)]
 
 

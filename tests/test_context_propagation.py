@@ -27,7 +27,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 
-from support.tracing import TracedRun, Tracing, attributes, span_id, trace_session
+from support.tracing import TracedRun, Tracing, output_of, span_id, trace_session
 
 FORECAST = ToolCall("fetch_forecast", {"location": "Paris"})
 WEATHER = ToolCall("lookup_weather", {"location": "Paris"})
@@ -118,7 +118,7 @@ async def test_http_request_made_by_a_tool_is_in_the_session_trace(
 ) -> None:
     tree = forecast_session.tree
     assert len(tree.trace_ids()) == 1
-    assert attributes(tree.one("function_tool"))["lk.function_tool.result"] == "sunny in Paris"
+    assert output_of(tree.one("function_tool")) == "sunny in Paris"
 
 
 async def test_user_span_started_in_a_tool_nests_under_function_tool(

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
 from livekit_otel.recorder import SessionRecorder
+from livekit_otel.user_turns import UserTurns
 from support.tracing import SpanLifecycle
 
 EXPORT_TIMEOUT_S = 3.0
@@ -39,16 +40,21 @@ SLOWDOWN_FACTOR = 3.0
 SLOWDOWN_SLACK_S = 0.5
 MAX_EXPORT_LOG_RECORDS = 5
 BACKEND_FAULTS = ("refused", "hang", "unauthorized", "server_error")
+# what the wrappers call on a session's recorder and its user-turn state machine
 RECORDER_HOOKS = (
-    "on_event",
-    "begin_commit",
-    "finish_commit",
-    "start_node",
-    "end_node",
-    "end_agent_turn",
-    "close_started",
-    "close_finished",
-    "session_started",
+    (SessionRecorder, "on_event"),
+    (UserTurns, "begin_commit"),
+    (UserTurns, "finish_commit"),
+    (SessionRecorder, "llm_started"),
+    (SessionRecorder, "llm_finished"),
+    (SessionRecorder, "tool_started"),
+    (SessionRecorder, "tool_finished"),
+    (SessionRecorder, "tts_started"),
+    (SessionRecorder, "tts_finished"),
+    (SessionRecorder, "end_agent_turn"),
+    (SessionRecorder, "close_started"),
+    (SessionRecorder, "close_finished"),
+    (SessionRecorder, "session_started"),
 )
 OUR_LOGGER = "livekit_otel"
 EXPORT_LOGGERS = ("opentelemetry", OUR_LOGGER)
@@ -360,11 +366,12 @@ def broken_provider_run(request: pytest.FixtureRequest) -> BrokenRun:
     return play_broken(BrokenProvider(tracer))
 
 
-@pytest.fixture(scope="module", params=RECORDER_HOOKS)
+@pytest.fixture(scope="module", params=RECORDER_HOOKS, ids=[name for _, name in RECORDER_HOOKS])
 def broken_hook_run(request: pytest.FixtureRequest) -> Iterator[BrokenRun]:
     provider = TracerProvider()
+    owner, name = request.param
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(SessionRecorder, request.param, _raise)
+        monkeypatch.setattr(owner, name, _raise)
         yield play_broken(provider)
     provider.shutdown()
 

@@ -198,11 +198,24 @@ async def test_trace_per_turn_gives_one_trace_per_turn_sharing_one_session(
     export = await export_to_langfuse(trace_per="turn")
 
     names = Counter(trace.name for trace in export.view.traces.values())
-    assert names == {"agent_session": 1, "user_turn": 2, "agent_turn": 2}
+    assert names == {"agent_session": 1, "agent_turn": 2}
     assert all(trace.has_root for trace in export.view.traces.values())
     (session,) = export.view.session_ids
     assert session
     assert {obs.session_id for obs in export.view.observations} == {session}
+
+
+async def test_trace_per_turn_puts_each_user_utterance_in_the_trace_of_its_reply(
+    export_to_langfuse: Exporter,
+) -> None:
+    export = await export_to_langfuse(trace_per="turn")
+
+    user_turns = export.view.named("user_turn")
+    assert len(user_turns) == 2
+    for obs in user_turns:
+        parent = export.view.by_id(obs.parent_id or "")
+        assert parent is not None and parent.name == "agent_turn"
+        assert parent.trace_id == obs.trace_id
 
 
 async def test_trace_per_turn_keeps_a_replys_generations_tools_and_speech_in_its_turn_trace(

@@ -32,6 +32,7 @@ from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCal
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import recorder as recorder_module
+from livekit_otel import user_turns as user_turns_module
 from livekit_otel.recorder import SessionRecorder
 from livekit_otel.wrappers import RECORDER_ATTRIBUTE
 from support.tracing import SpanLifecycle, Tracing, instrumented
@@ -57,7 +58,7 @@ _NOT_TRACED_CODE = (tracemalloc.Filter(False, "*/livekit_otel/scripted/*"),)
 _PER_TURN_TYPES = (
     recorder_module.AgentTurn,
     recorder_module.Node,
-    recorder_module.UserTurn,
+    user_turns_module.UserTurn,
 )
 
 
@@ -251,9 +252,7 @@ def test_recorder_is_closed_after_the_session(long_session: LongSession) -> None
 def test_recorder_holds_no_turns_after_close(long_session: LongSession) -> None:
     recorder = long_session.recorder
     assert recorder.turns == {}
-    assert len(recorder.awaiting_eou) == 0
-    assert recorder.user_turn is None
-    assert recorder.pending_stt is None
+    assert recorder.user_turns.unwritten() == 0
 
 
 def test_live_spans_do_not_accumulate_over_turns(long_session: LongSession) -> None:

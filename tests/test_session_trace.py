@@ -38,6 +38,7 @@ from support.tracing import (
     in_memory_provider,
     instrumented,
     metrics_attributes,
+    output_of,
     trace_session,
 )
 
@@ -113,7 +114,7 @@ def test_audio_agent_turns_hold_llm_tool_and_tts_nodes_in_order(audio: TracedRun
 
 def test_each_user_turn_is_paired_with_the_reply_it_triggered(audio: TracedRun) -> None:
     user_turns = user_turns_in_reply_order(audio.tree)
-    transcripts = [attributes(span)["lk.user.transcript"] for span in user_turns]
+    transcripts = [output_of(span) for span in user_turns]
     assert transcripts == [turn.text for turn in TURNS]
     end_of_turns = [audio.tree.children_of(span)[0] for span in user_turns]
     assert [speech_id(span) for span in end_of_turns] == [
@@ -156,9 +157,7 @@ def test_text_session_tree(text: TracedRun) -> None:
 
 def test_text_user_turns_carry_the_typed_text(text: TracedRun) -> None:
     user_turns = text.tree.named("user_turn")
-    assert [attributes(span)["lk.user.transcript"] for span in user_turns] == [
-        turn.text for turn in TURNS
-    ]
+    assert [output_of(span) for span in user_turns] == [turn.text for turn in TURNS]
     assert {attributes(span)["lk.user.input_mode"] for span in user_turns} == {"text"}
 
 
@@ -282,7 +281,7 @@ async def test_stt_usage_reported_after_the_end_of_turn_belongs_to_that_utteranc
     tree = tracing.tree()
     stt = run.metrics_of(STTMetrics)
     user_turns = user_turns_in_reply_order(tree)
-    assert [attributes(span)["lk.user.transcript"] for span in user_turns] == [
+    assert [output_of(span) for span in user_turns] == [
         "hello there",
         "thanks that is all",
     ]

@@ -69,9 +69,9 @@ LK_TTS_TEXT: Final = "lk.tts.text"
 
 LK_LLM_PROMPT_ITEMS: Final = "lk.llm.prompt.items"
 LK_LLM_PROMPT_CAPTURED_ITEMS: Final = "lk.llm.prompt.captured_items"
-LK_LLM_PROMPT_CONTINUES: Final = "lk.llm.prompt.continues_span_id"
-LK_LLM_OUTPUT_TEXT: Final = "lk.llm.output.text"
-LK_LLM_OUTPUT_TOOL_CALLS: Final = "lk.llm.output.tool_calls"
+# the prompt and the output of an llm_node, only when no convention in force carries them
+LK_LLM_INPUT_MESSAGES: Final = "lk.llm.input.messages"
+LK_LLM_OUTPUT_MESSAGES: Final = "lk.llm.output.messages"
 LK_TOOL_ARGUMENTS: Final = "lk.function_tool.arguments"
 LK_TOOL_RESULT: Final = "lk.function_tool.result"
 LK_TOOL_IS_ERROR: Final = "lk.function_tool.is_error"
@@ -84,6 +84,9 @@ LK_HANDOFF_EVENT: Final = "lk.agent_handoff"
 LK_HANDOFF_FROM: Final = "lk.handoff.from"
 LK_HANDOFF_TO: Final = "lk.handoff.to"
 LK_CANCELLED: Final = "lk.cancelled"  # a node still open when its turn or session ended
+# seconds cut off the start of a span to keep it within its parent (the measured duration
+# stays in its metrics attributes)
+LK_CLIPPED_SECONDS: Final = "lk.clipped_seconds"
 EXCEPTION_EVENT: Final = "exception"
 EXCEPTION_TYPE: Final = "exception.type"
 
@@ -115,6 +118,7 @@ GEN_AI_TOOL_CALL_ARGUMENTS: Final = _genai(
     "GEN_AI_TOOL_CALL_ARGUMENTS", "gen_ai.tool.call.arguments"
 )
 GEN_AI_TOOL_CALL_RESULT: Final = _genai("GEN_AI_TOOL_CALL_RESULT", "gen_ai.tool.call.result")
+GEN_AI_TOOL_DEFINITIONS: Final = _genai("GEN_AI_TOOL_DEFINITIONS", "gen_ai.tool.definitions")
 GEN_AI_TOOL_TYPE: Final = _genai("GEN_AI_TOOL_TYPE", "gen_ai.tool.type")
 GEN_AI_INPUT_MESSAGES: Final = _genai("GEN_AI_INPUT_MESSAGES", "gen_ai.input.messages")
 GEN_AI_OUTPUT_MESSAGES: Final = _genai("GEN_AI_OUTPUT_MESSAGES", "gen_ai.output.messages")

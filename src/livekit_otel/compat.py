@@ -161,6 +161,20 @@ def session_agent(session: Any) -> Any | None:
     return agent if agent is not None else getattr(session, "_agent", None)
 
 
+def current_agent(session: Any) -> Any | None:
+    """The agent whose activity is running now, else the session's current agent."""
+    activity = current_activity()
+    agent = getattr(activity, "agent", None) if activity is not None else None
+    return agent if agent is not None else session_agent(session)
+
+
+def handoff_agents(item: Any) -> tuple[str | None, str | None]:
+    """The old and new agent ids of an ``agent_handoff`` chat item."""
+    old_id = getattr(item, "old_agent_id", None)
+    new_id = getattr(item, "new_agent_id", None)
+    return (str(old_id) if old_id else None), (str(new_id) if new_id else None)
+
+
 def speech_interrupted(handle: Any) -> bool:
     """Whether a speech handle was interrupted."""
     return bool(getattr(handle, "interrupted", False))
@@ -379,3 +393,122 @@ def builtin_follows_global() -> bool:
         return False
     provider = getattr(builtin, "_tracer_provider", None)
     return provider is None or isinstance(provider, trace.ProxyTracerProvider)
+
+
+# -- private shapes of a session, a reply and a tool call -----------------------------------
+def session_already_started(session: Any) -> bool:
+    """Whether ``AgentSession.start`` already ran on this session (``_started``)."""
+    return bool(getattr(session, "_started", False))
+
+
+def session_running(session: Any) -> bool:
+    """Whether a session is started, as ``_aclose_impl`` sees it (``True`` when unknown)."""
+    return bool(getattr(session, "_started", True))
+
+
+def inference_task(result: Any) -> tuple[Any, Any]:
+    """The ``(task, data)`` pair ``perform_llm_inference`` / ``perform_tts_inference`` return."""
+    task, data = result
+    return task, data
+
+
+@dataclass(frozen=True)
+class GeneratedReply:
+    """What an LLM inference produced, read from LiveKit's ``_LLMGenerationData``."""
+
+    text: str
+    tool_calls: list[Any]
+    ttft: float | None
+
+
+def generated_reply(data: Any) -> GeneratedReply:
+    """The text, tool calls and time to first token of a finished LLM inference."""
+    ttft = getattr(data, "ttft", None)
+    return GeneratedReply(
+        text=str(getattr(data, "generated_text", "") or ""),
+        tool_calls=list(getattr(data, "generated_functions", None) or ()),
+        ttft=float(ttft) if isinstance(ttft, (int, float)) and ttft >= 0 else None,
+    )
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a tool call returned, read from LiveKit's tool execution output."""
+
+    call: Any | None
+    output: str
+    is_error: bool
+    exception: BaseException | None
+
+
+def tool_outcome(output: Any) -> ToolOutcome:
+    """The call, output text, error flag and exception of one tool execution output."""
+    call_output = getattr(output, "fnc_call_out", None)
+    exception = getattr(output, "raw_exception", None)
+    return ToolOutcome(
+        call=getattr(output, "fnc_call", None),
+        output=str(getattr(call_output, "output", "") or ""),
+        is_error=bool(getattr(call_output, "is_error", False)),
+        exception=exception if isinstance(exception, BaseException) else None,
+    )
+
+
+def function_call_fields(call: Any) -> tuple[str, str, str]:
+    """Name, call id and JSON arguments of an ``llm.FunctionCall``."""
+    return (
+        str(getattr(call, "name", "")),
+        str(getattr(call, "call_id", "")),
+        str(getattr(call, "arguments", "") or ""),
+    )
+
+
+def end_of_turn_transcript(info: Any) -> str | None:
+    """The transcript LiveKit commits with a user turn (``EndOfTurnInfo.new_transcript``)."""
+    text = getattr(info, "new_transcript", None)
+    return text if isinstance(text, str) else None
+
+
+def chat_items(chat_ctx: Any) -> list[Any] | None:
+    """The items of a ``ChatContext``."""
+    items = getattr(chat_ctx, "items", None)
+    return items if isinstance(items, list) else None
+
+
+def function_tools(tool_ctx: Any) -> list[Any]:
+    """The function tools a ``ToolContext`` offers the LLM."""
+    tools = getattr(tool_ctx, "function_tools", None)
+    return list(tools.values()) if isinstance(tools, dict) else []
+
+
+def tool_definition(tool: Any) -> dict[str, Any] | None:
+    """One tool as ``{"type": "function", "name", "description", "parameters"}``."""
+    raw = _raw_schema(tool)
+    if raw is not None:
+        return {
+            "type": "function",
+            "name": raw.get("name", ""),
+            "description": raw.get("description") or "",
+            "parameters": raw.get("parameters", {}),
+        }
+    try:
+        from livekit.agents.llm.utils import build_legacy_openai_schema
+
+        schema = build_legacy_openai_schema(tool, internally_tagged=True)
+    except Exception:
+        return None
+    return schema if isinstance(schema, dict) else None
+
+
+def _raw_schema(tool: Any) -> dict[str, Any] | None:
+    info = getattr(tool, "info", None)  # 1.4+: RawFunctionTool.info.raw_schema
+    raw = getattr(info, "raw_schema", None)
+    if isinstance(raw, dict):
+        return raw
+    try:  # 1.3: a decorated function with its info kept aside
+        from livekit.agents import llm
+
+        if llm.tool_context.is_raw_function_tool(tool):
+            raw = llm.tool_context.get_raw_function_info(tool).raw_schema
+    except Exception:
+        return None
+    return raw if isinstance(raw, dict) else None

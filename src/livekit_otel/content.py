@@ -1,10 +1,8 @@
 """Captured text: redaction, size limits, and chat items as messages a backend renders.
 
 Capturing the prompt never grows with the length of the call: each ``llm_node`` records
-only the chat items added since the previous generation of the session (found by
-walking back from the end of the context, at most ``prompt_window`` items) plus the span
-id of that generation, and the first generation records at most ``prompt_window`` items
-plus the system instructions.
+the system instructions and at most ``prompt_window`` of the most recent chat items, each
+item serialized once while it stays in that window.
 """
 
 from __future__ import annotations
@@ -19,10 +17,18 @@ from .redaction import redact_pii as redact_pii
 TRUNCATION_MARKER = "…[truncated {dropped} chars]"
 
 
+def redact(text: str, options: Options) -> str:
+    """Apply the redaction hook, if one is set."""
+    return options.redact(text) if options.redact is not None else text
+
+
 def limit(text: str, options: Options) -> str:
     """Apply the redaction hook, then the size limit with a visible truncation marker."""
-    if options.redact is not None:
-        text = options.redact(text)
+    return truncate(redact(text, options), options)
+
+
+def truncate(text: str, options: Options) -> str:
+    """Cut ``text`` at the size limit, with a visible truncation marker."""
     max_length = options.max_attribute_length
     if len(text) <= max_length:
         return text
@@ -32,7 +38,28 @@ def limit(text: str, options: Options) -> str:
 
 def to_json(value: Any, options: Options) -> str:
     """``value`` as compact JSON, each string redacted, the whole within the size limit."""
-    return limit(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), options)
+    return limit(_dumps(value), options)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def synthesized_part(text: str, characters: object) -> str:
+    """The start of ``text`` that speech synthesis received, given how many characters it took.
+
+    Sentence-by-sentence synthesis counts each sentence without the spaces between them,
+    so the count is matched against ``text`` with whitespace runs between sentences skipped.
+    """
+    if not isinstance(characters, int) or characters >= len(text.strip()):
+        return text
+    taken = 0
+    for index, char in enumerate(text.lstrip()):
+        if taken >= characters:
+            return text.lstrip()[:index].rstrip()
+        if not (char.isspace() and index > 0 and text.lstrip()[index - 1] in ".!?\n"):
+            taken += 1
+    return text
 
 
 def message_text(item: Any) -> str:
@@ -92,42 +119,45 @@ def tool_call_messages(calls: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-class PromptCursor:
-    """Where the previous generation of a session ended, so the next records only what is new."""
+class PromptWindow:
+    """The prompt of each generation as the model saw it, bounded and serialized once per item.
 
-    __slots__ = ("last_item_id", "last_span_id")
+    A prompt is the system instructions plus at most ``window`` of the most recent chat
+    items. Each item is turned into JSON the first time a prompt includes it and reused
+    while it stays in the window, so the cost per generation stays flat over a long call.
+    """
+
+    __slots__ = ("_cache",)
 
     def __init__(self) -> None:
-        self.last_item_id: str | None = None
-        self.last_span_id: str | None = None
+        self._cache: dict[tuple[Any, int], str | None] = {}
 
-    def new_items(self, items: Sequence[Any], window: int) -> tuple[list[Any], bool]:
-        """The items added since the previous generation, and whether that one was found.
-
-        Walks back at most ``window`` items; when the previous end is not among them (the
-        first generation, or a context that was rewritten) it returns the last ``window``
-        items, with the system instructions in front when they fell outside.
-        """
+    def render(self, items: Sequence[Any], window: int, options: Options) -> tuple[str, int]:
+        """The prompt as one JSON array, and how many messages it holds."""
         count = len(items)
-        last_id = self.last_item_id
-        if last_id is not None:
-            stop = max(count - window, 0)
-            for index in range(count - 1, stop - 1, -1):
-                if getattr(items[index], "id", None) == last_id:
-                    return list(items[index + 1 :]), True
         start = max(count - window, 0)
         chosen = list(items[start:])
-        if start > 0:
-            first = items[0]
-            if getattr(first, "type", None) == "message" and getattr(first, "role", "") in (
-                "system",
-                "developer",
-            ):
-                chosen.insert(0, first)
-        return chosen, False
+        if start > 0 and _is_instructions(items[0]):
+            chosen.insert(0, items[0])
+        previous = self._cache
+        cache: dict[tuple[Any, int], str | None] = {}
+        parts: list[str] = []
+        for item in chosen:
+            key = (getattr(item, "id", None), id(item))
+            if key in previous:
+                serialized = previous[key]
+            else:
+                message = chat_item_message(item)
+                serialized = None if message is None else redact(_dumps(message), options)
+            cache[key] = serialized
+            if serialized is not None:
+                parts.append(serialized)
+        self._cache = cache
+        return truncate("[" + ",".join(parts) + "]", options), len(parts)
 
-    def advance(self, items: Sequence[Any], span_id: str) -> None:
-        """Remember the end of this generation's prompt."""
-        if items:
-            self.last_item_id = getattr(items[-1], "id", None)
-        self.last_span_id = span_id
+
+def _is_instructions(item: Any) -> bool:
+    return getattr(item, "type", None) == "message" and getattr(item, "role", "") in (
+        "system",
+        "developer",
+    )

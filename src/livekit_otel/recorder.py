@@ -1,10 +1,10 @@
 """All tracing state of one ``AgentSession``: its open spans and the metrics waiting for them.
 
-The wrappers feed it LiveKit calls and events; it turns them into spans. Agent turns are
-found by speech id, LLM and TTS spans by a context variable that the inference task
-inherits, so concurrent sessions never mix. ``user_turn`` and ``end_of_turn`` are written
-once the end-of-turn metrics (which arrive after the reply was created) are known, with
-the times LiveKit measured.
+The wrappers tell it what LiveKit did (``llm_started``, ``tool_finished``, an event, a
+metrics object); it keeps the state and timing, turns them into typed facts and hands
+those to the conventions module, which writes the attributes. Agent turns are found by
+speech id, LLM and TTS spans by a context variable that the inference task inherits, so
+concurrent sessions never mix.
 """
 
 from __future__ import annotations
@@ -14,28 +14,41 @@ import logging
 import time
 import uuid
 import weakref
-from collections import deque
-from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
-from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attr
 from . import compat, content, lifecycle
 from .config import Options
+from .conventions import Attributes, Conventions
+from .facts import (
+    AgentTurnFacts,
+    LlmRequest,
+    LlmResponse,
+    SessionEnd,
+    SessionFacts,
+    SessionStart,
+    ToolCall,
+    ToolResult,
+    TtsRequest,
+    TtsResult,
+    UserTurnFacts,
+)
 from .metrics import MetricsAggregate, metrics_kind
+from .user_turns import UserTurn, UserTurns
 
+logger = logging.getLogger("livekit_otel")
 _NS = 1_000_000_000
 
 
 class Node:
     """An open ``llm_node``, ``tts_node`` or ``function_tool`` span."""
 
-    __slots__ = ("context", "ended", "metrics", "span", "started_at", "text", "turn")
+    __slots__ = ("call", "context", "ended", "metrics", "span", "started_at", "text", "turn")
 
     def __init__(self, span: Span, turn: AgentTurn | None) -> None:
         self.span = span
@@ -45,6 +58,7 @@ class Node:
         self.ended = False
         self.started_at = time.time()
         self.text: list[str] | None = None
+        self.call: ToolCall | None = None
 
 
 # the node whose inference task is running; LiveKit emits LLM and TTS metrics inside it
@@ -60,68 +74,28 @@ class AgentTurn:
         "context",
         "done_callback",
         "ended",
-        "eou_delay",
+        "facts",
         "handle",
-        "llm_ttft",
         "nodes",
-        "realtime",
         "span",
-        "speech_id",
-        "tts_ttfb",
-        "user_text",
     )
 
-    def __init__(self, span: Span, speech_id: str, handle: Any) -> None:
+    def __init__(self, span: Span, facts: AgentTurnFacts, handle: Any) -> None:
         self.span = span
-        self.speech_id = speech_id
+        self.facts = facts
         self.handle = handle
         self.context = trace.set_span_in_context(span)
         self.nodes: list[Node] = []
-        self.eou_delay: float | None = None
-        self.llm_ttft: float | None = None
-        self.tts_ttfb: float | None = None
-        self.user_text: str | None = None
         self.agent_text: list[str] = []
-        self.realtime: MetricsAggregate | None = None
         self.done_callback: Any = None
         self.ended = False
-
-
-class UserTurn:
-    """A user utterance, written as ``user_turn`` once its end-of-turn is known."""
-
-    __slots__ = (
-        "committed_at",
-        "input_mode",
-        "speech_id",
-        "started_at",
-        "stopped_at",
-        "stt",
-        "transcript",
-    )
-
-    def __init__(self, started_at: float, input_mode: str) -> None:
-        self.started_at = started_at
-        self.stopped_at: float | None = None
-        self.committed_at: float | None = None
-        self.transcript: str = ""
-        self.input_mode = input_mode
-        self.stt: MetricsAggregate | None = None
-        self.speech_id: str | None = None
-
-
-# the user turn being committed; the task LiveKit starts for it inherits this, and emits
-# the end-of-turn metrics from there
-COMMITTING_TURN: ContextVar[UserTurn | None] = ContextVar(
-    "livekit_otel_committing_turn", default=None
-)
 
 
 def _ns(seconds: float) -> int:
     return int(seconds * _NS)
 
 
-def _finite_number(value: Any) -> float | None:
+def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value >= 0 else None
 
 
@@ -131,116 +105,72 @@ class SessionRecorder:
     def __init__(self, tracer: Tracer, options: Options, session: Any, agent: Any) -> None:
         self.tracer = tracer
         self.options = options
+        self.conventions = Conventions(options)
         self.closed = False
         self._session = weakref.ref(session)
         room_name, job_id = compat.job_info()
         pending = getattr(session, "_livekit_otel_pending", None) or {}
         default_id = f"{room_name}:{job_id}" if room_name and job_id else job_id
-        self.session_id: str = str(pending.get("session_id") or default_id or uuid.uuid4().hex)
-        self.user_id: str | None = pending.get("user_id") or options.user_id
-        self.tags: tuple[str, ...] = tuple(pending.get("tags") or options.tags)
-        self.metadata: dict[str, Any] = {**options.metadata, **(pending.get("metadata") or {})}
-        self.common = self._common_attributes()
+        self.facts = SessionFacts(
+            session_id=str(pending.get("session_id") or default_id or uuid.uuid4().hex),
+            user_id=pending.get("user_id") or options.user_id,
+            tags=tuple(dict.fromkeys((*options.tags, *pending.get("tags", ())))),
+            metadata={**options.metadata, **(pending.get("metadata") or {})},
+            environment=options.environment,
+            release=options.release,
+        )
+        self.common = self.conventions.common(self.facts)
         self.turns: dict[str, AgentTurn] = {}
-        self.user_turn: UserTurn | None = None
-        self.awaiting_eou: deque[UserTurn] = deque()
-        self.pending_stt: MetricsAggregate | None = None
-        # a committed audio turn written before any STT metrics came for it, its span still
-        # open, and the span's end time: some releases report the STT usage of an utterance
-        # only after its end-of-turn
-        self.settling: tuple[UserTurn, Span, int] | None = None
+        self.user_turns = UserTurns(self._write_user_turn)
         self.vad = MetricsAggregate("vad")
         self.usage: dict[str, float] = {}
-        self.prompt_cursor = content.PromptCursor()
+        self.prompt = content.PromptWindow()
+        self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
         self.agent_turn_count = 0
-        self.unmatched_audio_commits = 0
+        self.first_user_text: str | None = None
+        self.last_agent_text: str | None = None
 
-        root_attributes: dict[str, AttributeValue] = {
-            **self.common,
-            **self._trace_attributes(options.trace_name),
-            attr.LK_AGENT_NAME: compat.agent_name(agent),
-            attr.GEN_AI_CONVERSATION_ID: self.session_id,
-        }
-        if room_name:
-            root_attributes[attr.LK_ROOM_NAME] = room_name
-        if job_id:
-            root_attributes[attr.LK_JOB_ID] = job_id
-        if options.langfuse:
-            root_attributes[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_AGENT
-        if options.genai:
-            root_attributes[attr.GEN_AI_AGENT_NAME] = compat.agent_name(agent)
-        if options.openinference:
-            root_attributes[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_AGENT
+        start = SessionStart(compat.agent_name(agent), room_name, job_id)
         self.started_at = time.time()
         self.session_span = tracer.start_span(
             attr.SPAN_AGENT_SESSION,
             context=Context(),
-            attributes=root_attributes,
+            attributes={
+                **self.common,
+                **self.conventions.trace_root(options.trace_name, self.facts),
+                **self.conventions.metadata(self.facts),
+                **self.conventions.session_start(start, self.facts),
+            },
             start_time=_ns(self.started_at),
         )
         self.session_context = trace.set_span_in_context(self.session_span)
-        self.first_user_text: str | None = None
-        self.last_agent_text: str | None = None
         self.start_span = self._child(attr.SPAN_SESSION_START, self.session_context)
         self.close_span: Span | None = None
         lifecycle.session_opened(self)
 
-    # -- attribute sets -----------------------------------------------------------------
-    def _common_attributes(self) -> dict[str, AttributeValue]:
-        common: dict[str, AttributeValue] = {
-            attr.SESSION_ID: self.session_id,
-            attr.LANGFUSE_SESSION_ID: self.session_id,
-        }
-        if self.user_id:
-            common[attr.USER_ID] = self.user_id
-            if self.options.langfuse:
-                common[attr.LANGFUSE_USER_ID] = self.user_id
-        return common
-
-    def _trace_attributes(self, name: str) -> dict[str, AttributeValue]:
-        """What Langfuse reads at trace level; set on every trace's root span."""
-        if not self.options.langfuse:
-            return {}
-        values: dict[str, AttributeValue] = {attr.LANGFUSE_TRACE_NAME: name}
-        if self.tags:
-            values[attr.LANGFUSE_TRACE_TAGS] = list(self.tags)
-        for key, value in self.metadata.items():
-            values[attr.LANGFUSE_TRACE_METADATA_PREFIX + str(key)] = _attribute_value(value)
-        if self.options.release:
-            values[attr.LANGFUSE_RELEASE] = self.options.release
-        if self.options.environment:
-            values[attr.LANGFUSE_ENVIRONMENT] = self.options.environment
-        return values
-
-    def update(
-        self,
-        *,
-        user_id: str | None = None,
-        tags: Iterable[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Set the user id, tags and metadata of the running session (public API)."""
+    def update(self, *, user_id: str | None, tags: Any, metadata: dict[str, Any] | None) -> None:
+        """Set the user id, add tags and metadata, on the running session (public API)."""
         if user_id is not None:
-            self.user_id = user_id
+            self.facts.user_id = user_id
         if tags is not None:
-            self.tags = tuple(dict.fromkeys((*self.tags, *tags)))
+            self.facts.tags = tuple(dict.fromkeys((*self.facts.tags, *tags)))
         if metadata:
-            self.metadata.update(metadata)
-        self.common = self._common_attributes()
+            self.facts.metadata.update(metadata)
+        self.common = self.conventions.common(self.facts)
         self.session_span.set_attributes(
-            {**self.common, **self._trace_attributes(self.options.trace_name)}
+            {
+                **self.common,
+                **self.conventions.trace_root(self.options.trace_name, self.facts),
+                **self.conventions.metadata(self.facts),
+            }
         )
-        if self.options.openinference and self.metadata:
-            self.session_span.set_attribute(
-                attr.METADATA, content.to_json(self.metadata, self.options)
-            )
 
-    # -- span helpers ------------------------------------------------------------------
+    # -- span helpers ---------------------------------------------------------------------
     def _child(
         self,
         name: str,
         parent: Context,
-        attributes: dict[str, AttributeValue] | None = None,
+        attributes: Attributes | None = None,
         start_time: int | None = None,
         links: list[Link] | None = None,
     ) -> Span:
@@ -249,65 +179,41 @@ class SessionRecorder:
             name, context=parent, attributes=merged, start_time=start_time, links=links
         )
 
-    def _turn_parent(self, name: str) -> tuple[Context, dict[str, AttributeValue], list[Link]]:
-        """Where a top-level turn span goes: under the session, or its own trace."""
+    def _top_level(
+        self, name: str, owner: AgentTurn | None = None
+    ) -> tuple[Context, Attributes, list[Link] | None]:
+        """Where a turn span goes: under the session, or (per-turn traces) in its reply's trace."""
         if self.options.trace_per == "session":
-            return self.session_context, {}, []
+            return self.session_context, {}, None
+        if owner is not None and not owner.ended:
+            return owner.context, {}, None
         link = Link(self.session_span.get_span_context())
-        return Context(), self._trace_attributes(name), [link]
+        return Context(), self.conventions.trace_root(name, self.facts), [link]
 
-    def add_io(
-        self,
-        values: dict[str, AttributeValue],
-        input_value: str | None,
-        output_value: str | None,
-        json_io: bool = False,
-    ) -> None:
-        """Input and output as Langfuse and OpenInference read them (both set together)."""
-        if not self.options.capture_content:
-            return
-        if self.options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_INPUT] = input_value or ""
-            values[attr.LANGFUSE_OBSERVATION_OUTPUT] = output_value or ""
-        if self.options.openinference:
-            mime = attr.MIME_JSON if json_io else attr.MIME_TEXT
-            if input_value is not None:
-                values[attr.INPUT_VALUE] = input_value
-                values[attr.INPUT_MIME_TYPE] = mime
-            if output_value is not None:
-                values[attr.OUTPUT_VALUE] = output_value
-                values[attr.OUTPUT_MIME_TYPE] = mime
+    def _end(self, span: Span, error: BaseException | None = None) -> None:
+        if error is not None and not isinstance(error, GeneratorExit):
+            self.conventions.record_error(span, error)
+        span.end()
 
-    def mark_plain(self, values: dict[str, AttributeValue]) -> None:
-        """Type a span that is neither generation, tool nor agent (Langfuse, Phoenix)."""
-        if self.options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_SPAN
-        if self.options.openinference:
-            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_CHAIN
-
-    def _text(self, text: str) -> str:
-        return content.limit(text, self.options)
-
-    # -- session ------------------------------------------------------------------------
+    # -- session --------------------------------------------------------------------------
     def start_context(self) -> Context:
         """The context current while ``AgentSession.start`` runs: the session span's."""
         return self.session_context
 
     def session_started(self, error: BaseException | None) -> None:
         """``AgentSession.start`` returned."""
-        _end_with(self.start_span, error, self.options.capture_content)
+        self._end(self.start_span, error)
 
     def start_failed(self, error: BaseException) -> None:
         """``AgentSession.start`` raised: the session never ran, so its trace ends here."""
-        _end_with(self.start_span, error, self.options.capture_content)
+        self._end(self.start_span, error)
         self.closed = True
-        _record_error(self.session_span, error, self.options.capture_content)
-        self.session_span.end()
+        self._end(self.session_span, error)
 
     def close_started(self, reason: Any, error: Any) -> Context:
         """The session began to close; returns the context of the ``session_close`` span."""
         reason_text = str(getattr(reason, "value", reason))
-        values: dict[str, AttributeValue] = {attr.LK_SESSION_CLOSE_REASON: reason_text}
+        values: Attributes = {attr.LK_SESSION_CLOSE_REASON: reason_text}
         if error is not None:
             values[attr.LK_SESSION_CLOSE_ERROR] = type(error).__name__
         self.close_span = self._child(attr.SPAN_SESSION_CLOSE, self.session_context, values)
@@ -328,28 +234,20 @@ class SessionRecorder:
         self.closed = True
         for turn in list(self.turns.values()):
             self.end_agent_turn(turn, closing=True)
-        while self.awaiting_eou:
-            self._write_user_turn(self.awaiting_eou.popleft(), None)
-        if self.user_turn is not None:
-            self._write_user_turn(self.user_turn, None)
-            self.user_turn = None
-        self._settle_user_turn()
+        self.user_turns.close()
         if self.close_span is not None:
-            _end_with(self.close_span, error, self.options.capture_content)
-        values: dict[str, AttributeValue] = {
-            key: round(value, 6) if isinstance(value, float) else value
-            for key, value in self.usage.items()
-        }
-        values[attr.LK_SESSION_TURNS] = self.agent_turn_count
-        if self.vad.requests:
-            values.update(self.vad.attributes())
-        first_user = self._text(self.first_user_text) if self.first_user_text else None
-        last_agent = self._text(self.last_agent_text) if self.last_agent_text else None
-        self.add_io(values, first_user, last_agent)
-        self.session_span.set_attributes(values)
+            self._end(self.close_span, error)
+        end = SessionEnd(
+            usage=self.usage,
+            agent_turns=self.agent_turn_count,
+            vad=self.vad,
+            first_user_text=self.first_user_text,
+            last_agent_text=self.last_agent_text,
+        )
+        self.session_span.set_attributes(self.conventions.session_end(end))
         self.session_span.end()
 
-    # -- events -------------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------------------
     def on_event(self, name: str, event: Any) -> None:
         """Dispatch one ``AgentSession.emit`` call."""
         handler = _EVENT_HANDLERS.get(name)
@@ -361,33 +259,24 @@ class SessionRecorder:
         speech_id = getattr(handle, "id", None)
         if handle is None or not isinstance(speech_id, str) or speech_id in self.turns:
             return
-        parent, extra, links = self._turn_parent(attr.SPAN_AGENT_TURN)
-        values: dict[str, AttributeValue] = {
-            **extra,
-            attr.LK_SPEECH_ID: speech_id,
-            attr.LK_TURN_SOURCE: str(getattr(event, "source", "")),
-        }
-        agent = self._current_agent()
-        if agent is not None:
-            values[attr.LK_AGENT_NAME] = compat.agent_name(agent)
-            if self.options.genai:
-                values[attr.GEN_AI_AGENT_NAME] = compat.agent_name(agent)
-        if self.options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_AGENT
-        if self.options.genai:
-            values[attr.GEN_AI_OPERATION_NAME] = attr.GEN_AI_OPERATION_INVOKE_AGENT
-        if self.options.openinference:
-            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_AGENT
-        span = self._child(attr.SPAN_AGENT_TURN, parent, values, links=links)
-        turn = AgentTurn(span, speech_id, handle)
+        agent = compat.current_agent(self._session())
+        facts = AgentTurnFacts(
+            speech_id=speech_id,
+            source=str(getattr(event, "source", "")),
+            agent_name=compat.agent_name(agent) if agent is not None else None,
+        )
+        parent, extra, links = self._top_level(attr.SPAN_AGENT_TURN)
+        values = {**extra, **self.conventions.agent_turn_start(facts)}
+        turn = AgentTurn(
+            self._child(attr.SPAN_AGENT_TURN, parent, values, links=links), facts, handle
+        )
         self.turns[speech_id] = turn
         self.agent_turn_count += 1
         # LiveKit keeps speech handles (in its recorded events) for the whole session: the
         # callback must not keep the turn, its span or this recorder alive
-        turn_ref = weakref.ref(turn)
-        recorder_ref = weakref.ref(self)
+        turn_ref, recorder_ref = weakref.ref(turn), weakref.ref(self)
 
-        def on_done(done_handle: Any) -> None:
+        def on_done(_: Any) -> None:
             done_turn, recorder = turn_ref(), recorder_ref()
             if done_turn is not None and recorder is not None:
                 recorder._turn_done(done_turn)
@@ -399,293 +288,178 @@ class SessionRecorder:
         try:
             self.end_agent_turn(turn)
         except Exception:
-            if not _reported_turn_failure:
-                _report_turn_failure()
-
-    def _current_agent(self) -> Any | None:
-        activity = compat.current_activity()
-        agent = getattr(activity, "agent", None) if activity is not None else None
-        if agent is None:
-            agent = compat.session_agent(self._session())
-        return agent
+            _report_once("failed to end an agent_turn span")
 
     def _on_user_state(self, event: Any) -> None:
         state = getattr(event, "new_state", None)
         at = float(getattr(event, "created_at", None) or time.time())
         if state == "speaking":
-            if self.user_turn is None:
-                self.user_turn = self._new_user_turn(at, "audio")
-        elif state == "listening" and self.user_turn is not None:
-            self.user_turn.stopped_at = at
-
-    def _new_user_turn(self, at: float, mode: str) -> UserTurn:
-        self._settle_user_turn()  # STT metrics from now on belong to the new utterance
-        turn = UserTurn(at, mode)
-        if self.pending_stt is not None:
-            turn.stt, self.pending_stt = self.pending_stt, None
-        return turn
+            self.user_turns.user_speaking(at)
+        elif state == "listening":
+            self.user_turns.user_listening(at)
 
     def _on_transcribed(self, event: Any) -> None:
-        if not getattr(event, "is_final", False):
-            return
-        if self.user_turn is None:
+        if getattr(event, "is_final", False):
             at = float(getattr(event, "created_at", None) or time.time())
-            self.user_turn = self._new_user_turn(at, "audio")
-        text = str(getattr(event, "transcript", "") or "")
-        if text:
-            joined = f"{self.user_turn.transcript} {text}" if self.user_turn.transcript else text
-            self.user_turn.transcript = joined
+            self.user_turns.transcribed(str(getattr(event, "transcript", "") or ""), at)
 
     def _on_item_added(self, event: Any) -> None:
         item = getattr(event, "item", None)
         kind = getattr(item, "type", None)
         if kind == "agent_handoff":
-            self._on_handoff(item)
+            old_agent, new_agent = compat.handoff_agents(item)
+            self.session_span.add_event(
+                attr.LK_HANDOFF_EVENT, self.conventions.handoff(old_agent, new_agent)
+            )
             return
         if kind != "message":
             return
         role = getattr(item, "role", None)
-        speech = compat.current_speech()
-        turn = self.turns.get(getattr(speech, "id", "")) if speech is not None else None
+        turn = self.turn_for(compat.current_speech())
         text = content.message_text(item)
         if role == "user":
             if turn is not None:
-                turn.user_text = text
+                turn.facts.user_text = text
             if self.first_user_text is None:
                 self.first_user_text = text
-            if self.unmatched_audio_commits > 0:
-                self.unmatched_audio_commits -= 1
-            else:
-                created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
-                self._write_text_user_turn(text, float(created or time.time()))
-        elif role == "assistant":
-            if turn is None:
-                turn = self._latest_open_turn()
-            if turn is not None and text:
+            created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
+            self.user_turns.user_message(text, float(created or time.time()))
+        elif role == "assistant" and text:
+            turn = turn or next(reversed(self.turns.values()), None)
+            if turn is not None:
                 turn.agent_text.append(text)
-            if text:
-                self.last_agent_text = text
-
-    def _latest_open_turn(self) -> AgentTurn | None:
-        return next(reversed(self.turns.values()), None)
-
-    def _on_handoff(self, item: Any) -> None:
-        values: dict[str, AttributeValue] = {}
-        old_id = getattr(item, "old_agent_id", None)
-        new_id = getattr(item, "new_agent_id", None)
-        if old_id:
-            values[attr.LK_HANDOFF_FROM] = str(old_id)
-        if new_id:
-            values[attr.LK_HANDOFF_TO] = str(new_id)
-        self.session_span.add_event(attr.LK_HANDOFF_EVENT, values)
+            self.last_agent_text = text
 
     def _on_error(self, event: Any) -> None:
         error = getattr(event, "error", None)
         source = getattr(event, "source", None)
-        values: dict[str, AttributeValue] = {
-            attr.LK_ERROR_TYPE: type(error).__name__,
-            attr.LK_ERROR_SOURCE: type(source).__name__,
-        }
         recoverable = getattr(error, "recoverable", None)
-        if isinstance(recoverable, bool):
-            values[attr.LK_ERROR_RECOVERABLE] = recoverable
-        self.session_span.add_event(attr.LK_ERROR_EVENT, values)
+        self.session_span.add_event(
+            attr.LK_ERROR_EVENT,
+            self.conventions.error_event(
+                type(error).__name__,
+                type(source).__name__,
+                recoverable if isinstance(recoverable, bool) else None,
+            ),
+        )
 
     def _on_metrics_event(self, event: Any) -> None:
         metrics = getattr(event, "metrics", None)
         if metrics is not None:
             self.on_metrics(metrics)
 
-    # -- metrics ------------------------------------------------------------------------
+    # -- metrics --------------------------------------------------------------------------
     def on_metrics(self, metrics: Any) -> None:
         """Route one LiveKit metrics object to the span it belongs to."""
         kind = metrics_kind(metrics)
-        if kind is None:
-            return
         if kind == "llm" or kind == "tts":
             self._on_node_metrics(kind, metrics)
         elif kind == "eou":
-            self._on_eou(metrics)
+            speech_id = getattr(metrics, "speech_id", None)
+            speech_id = speech_id if isinstance(speech_id, str) else None
+            turn = self.turns.get(speech_id) if speech_id else None
+            if turn is not None:
+                turn.facts.eou_delay = _seconds(getattr(metrics, "end_of_utterance_delay", None))
+            self.user_turns.end_of_turn(metrics, speech_id)
         elif kind == "stt":
             self._count(attr.LK_USAGE_STT_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
-            turn = self.user_turn or (self.awaiting_eou[-1] if self.awaiting_eou else None)
-            if turn is None and self.settling is not None:
-                settling = self.settling[0]
-                if settling.stt is None:
-                    settling.stt = MetricsAggregate("stt")
-                settling.stt.add(metrics)
-                self._settle_user_turn()
-            elif turn is None:
-                if self.pending_stt is None:
-                    self.pending_stt = MetricsAggregate("stt")
-                self.pending_stt.add(metrics)
-            else:
-                if turn.stt is None:
-                    turn.stt = MetricsAggregate("stt")
-                turn.stt.add(metrics)
+            self.user_turns.stt_metrics(metrics)
         elif kind == "vad":
             self.vad.add(metrics)
         elif kind == "realtime":
-            agent_turn = self.turn_for(compat.current_speech()) or self._latest_open_turn()
-            if agent_turn is not None:
-                if agent_turn.realtime is None:
-                    agent_turn.realtime = MetricsAggregate("realtime")
-                agent_turn.realtime.add(metrics)
+            turn = self.turn_for(compat.current_speech()) or next(
+                reversed(self.turns.values()), None
+            )
+            if turn is not None:
+                if turn.facts.realtime is None:
+                    turn.facts.realtime = MetricsAggregate("realtime")
+                turn.facts.realtime.add(metrics)
 
     def _count(self, key: str, value: Any) -> None:
         if isinstance(value, (int, float)) and value:
             self.usage[key] = self.usage.get(key, 0) + value
 
     def _on_node_metrics(self, kind: str, metrics: Any) -> None:
-        if kind == "llm":
-            self._count(attr.LK_USAGE_LLM_PROMPT_TOKENS, getattr(metrics, "prompt_tokens", 0))
-            self._count(
-                attr.LK_USAGE_LLM_PROMPT_CACHED_TOKENS,
-                getattr(metrics, "prompt_cached_tokens", 0),
-            )
-            self._count(
-                attr.LK_USAGE_LLM_COMPLETION_TOKENS, getattr(metrics, "completion_tokens", 0)
-            )
-        else:
-            self._count(attr.LK_USAGE_TTS_CHARACTERS, getattr(metrics, "characters_count", 0))
-            self._count(attr.LK_USAGE_TTS_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
+        for key, field in _USAGE_FIELDS[kind]:
+            self._count(key, getattr(metrics, field, 0))
         node = ACTIVE_NODE.get()
         if node is None or node.ended:
             return
         if node.metrics is None:
             node.metrics = MetricsAggregate(kind)
         node.metrics.add(metrics)
-        turn = node.turn
-        if turn is not None:
-            if kind == "llm" and turn.llm_ttft is None:
-                turn.llm_ttft = _finite_number(getattr(metrics, "ttft", None))
-            elif kind == "tts" and turn.tts_ttfb is None:
-                turn.tts_ttfb = _finite_number(getattr(metrics, "ttfb", None))
+        facts = node.turn.facts if node.turn is not None else None
+        if facts is not None:
+            if kind == "llm" and facts.llm_ttft is None:
+                facts.llm_ttft = _seconds(getattr(metrics, "ttft", None))
+            elif kind == "tts" and facts.tts_ttfb is None:
+                facts.tts_ttfb = _seconds(getattr(metrics, "ttfb", None))
 
-    def _on_eou(self, metrics: Any) -> None:
-        speech_id = getattr(metrics, "speech_id", None)
-        turn = self.turns.get(speech_id) if isinstance(speech_id, str) else None
-        delay = _finite_number(getattr(metrics, "end_of_utterance_delay", None))
-        if turn is not None:
-            turn.eou_delay = delay
-        user_turn = COMMITTING_TURN.get()
-        if user_turn is None or user_turn not in self.awaiting_eou:
-            user_turn = self.awaiting_eou[0] if self.awaiting_eou else None
-        if user_turn is not None:
-            self.awaiting_eou.remove(user_turn)
-            user_turn.speech_id = speech_id if isinstance(speech_id, str) else None
-            self._write_user_turn(user_turn, metrics)
-
-    # -- user turns -------------------------------------------------------------------
-    def begin_commit(self, transcript: str | None) -> UserTurn:
-        """LiveKit is deciding on the end of the user's turn (``on_end_of_turn`` was called)."""
-        now = time.time()
-        turn = self.user_turn or self._new_user_turn(now, "audio")
-        self.user_turn = None
-        turn.committed_at = now
-        if transcript:
-            turn.transcript = transcript
-        return turn
-
-    def finish_commit(self, turn: UserTurn, accepted: bool) -> None:
-        """``on_end_of_turn`` returned: the turn is committed, or the user goes on speaking."""
-        if not accepted:
-            turn.committed_at = None
-            if self.user_turn is None:
-                self.user_turn = turn
-            return
-        # earlier commits that never got end-of-turn metrics made no reply: write them now
-        while self.awaiting_eou:
-            self._write_user_turn(self.awaiting_eou.popleft(), None)
-        self.awaiting_eou.append(turn)
-        self.unmatched_audio_commits += 1
-
-    def _write_text_user_turn(self, text: str, at: float) -> None:
-        turn = UserTurn(at, "text")
-        turn.transcript = text
-        turn.committed_at = at
-        self._write_user_turn(turn, None)
-
-    def _write_user_turn(self, turn: UserTurn, eou: Any | None) -> None:
+    # -- user turns -------------------------------------------------------------------------
+    def _write_user_turn(self, turn: UserTurn, eou: Any | None) -> tuple[Span, int]:
+        """Open the ``user_turn`` span of an utterance (and its ``end_of_turn``)."""
         end = turn.committed_at or time.time()
         start = min(max(turn.started_at, self.started_at), end)
-        parent, extra, links = self._turn_parent(attr.SPAN_USER_TURN)
-        values: dict[str, AttributeValue] = {
-            **extra,
-            attr.LK_USER_INPUT_MODE: turn.input_mode,
-            attr.LK_USER_TURN_COMMITTED: turn.committed_at is not None,
-        }
-        if turn.stt is not None:
-            values.update(turn.stt.attributes())
+        owner = self.turns.get(turn.speech_id) if turn.speech_id else None
+        if owner is None and turn.input_mode == "text":
+            owner = self.turn_for(compat.current_speech())
+        parent, extra, links = self._top_level(attr.SPAN_USER_TURN, owner)
+        model, provider = (None, None)
         if turn.input_mode == "audio":
             model, provider = compat.model_and_provider(self.component("stt"))
-            if model:
-                values[attr.LK_STT_MODEL] = model
-            if provider:
-                values[attr.LK_STT_PROVIDER] = provider
-        self.mark_plain(values)
-        if self.options.capture_content and turn.transcript:
-            text = self._text(turn.transcript)
-            values[attr.LK_USER_TRANSCRIPT] = text
-            self.add_io(values, "[audio]" if turn.input_mode == "audio" else text, text)
-        if turn.speech_id:
-            values[attr.LK_SPEECH_ID] = turn.speech_id
-        span = self._child(attr.SPAN_USER_TURN, parent, values, _ns(start), links or None)
+        facts = UserTurnFacts(
+            input_mode=turn.input_mode,
+            committed=turn.committed_at is not None,
+            transcript=turn.transcript,
+            stt=turn.stt,
+            stt_model=model,
+            stt_provider=provider,
+            speech_id=turn.speech_id,
+        )
+        values = {**extra, **self.conventions.user_turn(facts)}
+        span = self._child(attr.SPAN_USER_TURN, parent, values, _ns(start), links)
         if eou is not None:
-            eou_values = MetricsAggregate("eou")
-            eou_values.add(eou)
-            delay = _finite_number(getattr(eou, "end_of_utterance_delay", None)) or 0.0
-            eou_start = max(start, end - delay)
-            if turn.stopped_at is not None and delay == 0.0:
-                eou_start = max(start, min(turn.stopped_at, end))
-            child_values: dict[str, AttributeValue] = eou_values.attributes()
-            if turn.speech_id:
-                child_values[attr.LK_SPEECH_ID] = turn.speech_id
-            self.mark_plain(child_values)
-            child = self._child(
-                attr.SPAN_END_OF_TURN,
-                trace.set_span_in_context(span),
-                child_values,
-                _ns(eou_start),
-            )
-            child.end(_ns(end))
-        if eou is not None and turn.stt is None and turn.input_mode == "audio" and not self.closed:
-            # its STT metrics may still come (right after the commit on some releases): keep
-            # the span open, with its end time fixed, until they do or the turn is over
-            self._settle_user_turn()
-            self.settling = (turn, span, _ns(end))
-            return
-        span.end(_ns(end))
+            self._write_end_of_turn(span, turn, eou, start, end)
+        return span, _ns(end)
 
-    def _settle_user_turn(self) -> None:
-        """End the committed user turn still waiting for its STT metrics, with what came."""
-        if self.settling is None:
-            return
-        turn, span, end = self.settling
-        self.settling = None
-        if turn.stt is not None:
-            span.set_attributes(turn.stt.attributes())
-        span.end(end)
+    def _write_end_of_turn(
+        self, parent: Span, turn: UserTurn, eou: Any, start: float, end: float
+    ) -> None:
+        aggregate = MetricsAggregate("eou")
+        aggregate.add(eou)
+        delay = _seconds(getattr(eou, "end_of_utterance_delay", None)) or 0.0
+        measured_start = end - delay
+        if turn.stopped_at is not None and delay == 0.0:
+            measured_start = min(turn.stopped_at, end)
+        values = self.conventions.end_of_turn(aggregate.attributes(), turn.speech_id)
+        if measured_start < start:
+            # kept within its user turn, which starts no earlier than the session: say by how much
+            values[attr.LK_CLIPPED_SECONDS] = round(start - measured_start, 6)
+        child = self._child(
+            attr.SPAN_END_OF_TURN,
+            trace.set_span_in_context(parent),
+            values,
+            _ns(max(start, measured_start)),
+        )
+        child.end(_ns(end))
 
     def component(self, name: str) -> Any | None:
+        """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
         session = self._session()
         return compat.session_component(session, name) if session is not None else None
 
-    # -- agent turns ------------------------------------------------------------------
+    # -- agent turns ------------------------------------------------------------------------
     def turn_for(self, speech: Any | None) -> AgentTurn | None:
         """The open agent turn of a speech handle."""
-        if speech is None:
-            return None
-        return self.turns.get(getattr(speech, "id", ""))
+        return self.turns.get(getattr(speech, "id", "")) if speech is not None else None
 
     def end_agent_turn(self, turn: AgentTurn, closing: bool = False) -> None:
         """End an agent turn and whatever of it is still open."""
         if turn.ended:
             return
         turn.ended = True
-        self.turns.pop(turn.speech_id, None)
-        if self.settling is not None and self.settling[0].speech_id == turn.speech_id:
-            self._settle_user_turn()  # the reply is over: so is the wait for its STT metrics
+        self.turns.pop(turn.facts.speech_id, None)
+        self.user_turns.reply_over(turn.facts.speech_id)
         remove = getattr(turn.handle, "remove_done_callback", None)
         if turn.done_callback is not None and callable(remove):
             # later, not now: some releases iterate the callback set while calling ours
@@ -693,38 +467,18 @@ class SessionRecorder:
             turn.done_callback = None
         for node in turn.nodes:
             if not node.ended:
-                self.end_node(node, cancelled=True)
-        interrupted = compat.speech_interrupted(turn.handle)
-        values: dict[str, AttributeValue] = {attr.LK_TURN_INTERRUPTED: interrupted}
-        if closing and not turn.handle.done():
-            values[attr.LK_TURN_INTERRUPTED] = True
-        if not compat.speech_scheduled(turn.handle):
-            values[attr.LK_TURN_DISCARDED] = True
-        for key, value in (
-            (attr.LK_TURN_EOU_DELAY, turn.eou_delay),
-            (attr.LK_TURN_LLM_TTFT, turn.llm_ttft),
-            (attr.LK_TURN_TTS_TTFB, turn.tts_ttfb),
-        ):
-            if value is not None:
-                values[key] = value
-        if turn.eou_delay is not None and turn.llm_ttft is not None and turn.tts_ttfb is not None:
-            values[attr.LK_TURN_TOTAL_LATENCY] = turn.eou_delay + turn.llm_ttft + turn.tts_ttfb
-        if turn.realtime is not None:
-            values.update(turn.realtime.attributes())
-        if self.options.capture_content:
-            user_text = self._text(turn.user_text) if turn.user_text else None
-            agent_text = self._text(" ".join(turn.agent_text)) if turn.agent_text else None
-            if user_text is not None:
-                values[attr.LK_TURN_USER_TEXT] = user_text
-            if agent_text is not None:
-                values[attr.LK_TURN_AGENT_TEXT] = agent_text
-            self.add_io(values, user_text, agent_text)
-        turn.span.set_attributes(values)
+                self._end_node(node, {attr.LK_CANCELLED: True})
+        facts = turn.facts
+        facts.interrupted = compat.speech_interrupted(turn.handle) or (
+            closing and not turn.handle.done()
+        )
+        facts.discarded = not compat.speech_scheduled(turn.handle)
+        facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
+        turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         turn.span.end()
 
-    # -- nodes ------------------------------------------------------------------------
-    def start_node(self, name: str, speech: Any | None, values: dict[str, AttributeValue]) -> Node:
-        """Open an ``llm_node``, ``tts_node`` or ``function_tool`` span under its agent turn."""
+    # -- nodes: LLM, tools, TTS ---------------------------------------------------------------
+    def _start_node(self, name: str, speech: Any | None, values: Attributes) -> Node:
         turn = self.turn_for(speech)
         parent = turn.context if turn is not None else self.session_context
         node = Node(self._child(name, parent, values), turn)
@@ -732,86 +486,126 @@ class SessionRecorder:
             turn.nodes.append(node)
         return node
 
-    def end_node(
-        self,
-        node: Node,
-        values: dict[str, AttributeValue] | None = None,
-        error: BaseException | None = None,
-        cancelled: bool = False,
+    def _end_node(
+        self, node: Node, values: Attributes | None = None, error: BaseException | None = None
     ) -> None:
-        """End a node span with its metrics, extra attributes and error status."""
         if node.ended:
             return
         node.ended = True
-        span = node.span
-        # one set_attributes call: each one takes the span's lock and runs the SDK's checks
-        merged: dict[str, AttributeValue] = {}
-        if node.metrics is not None:
-            merged.update(node.metrics.attributes())
-            if node.metrics.kind == "llm":
-                merged.update(self._llm_usage(node.metrics))
         if values:
-            merged.update(values)
-        if cancelled:
-            merged[attr.LK_CANCELLED] = True
-        if merged:
-            span.set_attributes(merged)
+            # one set_attributes call: each one takes the span's lock and runs the SDK's checks
+            node.span.set_attributes(values)
         if node.turn is not None and node in node.turn.nodes:
             node.turn.nodes.remove(node)
-        _end_with(span, error, self.options.capture_content)
+        self._end(node.span, error)
 
-    def _llm_usage(self, metrics: MetricsAggregate) -> dict[str, AttributeValue]:
-        prompt = metrics.value("prompt_tokens")
-        completion = metrics.value("completion_tokens")
-        cached = metrics.value("prompt_cached_tokens")
-        values: dict[str, AttributeValue] = {}
-        if not isinstance(prompt, int) or not isinstance(completion, int):
-            return values
-        values[attr.GEN_AI_USAGE_INPUT_TOKENS] = prompt
-        values[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = completion
-        if isinstance(cached, int) and cached:
-            values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached
-        if self.options.openinference:
-            values[attr.LLM_TOKEN_COUNT_PROMPT] = prompt
-            values[attr.LLM_TOKEN_COUNT_COMPLETION] = completion
-            values[attr.LLM_TOKEN_COUNT_TOTAL] = prompt + completion
-            if isinstance(cached, int) and cached:
-                values[attr.LLM_TOKEN_COUNT_CACHE_READ] = cached
-        return values
+    def abandon_node(self, node: Node, error: BaseException | None = None) -> None:
+        """End a node whose LiveKit call failed or could not be followed."""
+        self._end_node(node, None, error)
+
+    def llm_started(self, request: LlmRequest, speech: Any | None) -> Node:
+        """An LLM inference starts: open its ``llm_node`` with the prompt as the model sees it."""
+        prompt: tuple[str, int] | None = None
+        if request.chat_items is not None and self.conventions.captures_content():
+            prompt = self.prompt.render(
+                request.chat_items, self.options.prompt_window, self.options
+            )
+        items = len(request.chat_items) if request.chat_items is not None else None
+        values = self.conventions.llm_start(request, prompt, items)
+        return self._start_node(attr.SPAN_LLM_NODE, speech, values)
+
+    def tool_definitions(self, tools: list[Any]) -> str | None:
+        """The tools offered to the LLM as ``gen_ai.tool.definitions`` JSON, once per tool set."""
+        key = tuple(id(tool) for tool in tools)
+        if key != self._tool_definitions[0]:
+            definitions = [d for d in map(compat.tool_definition, tools) if d is not None]
+            text = content.to_json(definitions, self.options) if definitions else None
+            self._tool_definitions = (key, text)
+        return self._tool_definitions[1]
+
+    def llm_finished(
+        self, node: Node, reply: compat.GeneratedReply, cancelled: bool, error: BaseException | None
+    ) -> None:
+        """An LLM inference ended: its output, usage and first-token time."""
+        usage = node.metrics
+        prompt = usage.value("prompt_tokens") if usage is not None else None
+        completion = usage.value("completion_tokens") if usage is not None else None
+        cached = usage.value("prompt_cached_tokens") if usage is not None else None
+        # a reply cut off mid-stream never got the provider's usage: LiveKit says 0 and 0
+        reported = (
+            isinstance(prompt, int) and isinstance(completion, int) and (prompt or completion)
+        )
+        finish = "cancelled" if cancelled else ("tool_calls" if reply.tool_calls else "stop")
+        response = LlmResponse(
+            text=reply.text,
+            tool_calls=reply.tool_calls,
+            finish_reason=finish,
+            completion_start_time=node.started_at + reply.ttft if reply.ttft is not None else None,
+            input_tokens=prompt if reported and isinstance(prompt, int) else None,
+            output_tokens=completion if reported and isinstance(completion, int) else None,
+            cached_input_tokens=cached if reported and isinstance(cached, int) else None,
+            interrupted=cancelled,
+        )
+        metrics = usage.attributes() if usage is not None else {}
+        values = self.conventions.llm_end(response, metrics)
+        if cancelled:
+            values[attr.LK_CANCELLED] = True
+        self._end_node(node, values, error)
+
+    def tool_started(self, call: ToolCall, speech: Any | None) -> Node:
+        """A tool call starts: open its ``function_tool`` span."""
+        node = self._start_node(attr.SPAN_FUNCTION_TOOL, speech, self.conventions.tool_start(call))
+        node.call = call
+        return node
+
+    def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:
+        """A tool call returned (or raised)."""
+        call = node.call or ToolCall("", "", "")
+        self._end_node(node, self.conventions.tool_end(call, result), error)
+
+    def tts_started(self, request: TtsRequest, speech: Any | None, text: list[str] | None) -> Node:
+        """Speech synthesis starts; ``text`` collects what is sent to it."""
+        node = self._start_node(attr.SPAN_TTS_NODE, speech, self.conventions.tts_start(request))
+        node.text = text
+        return node
+
+    def tts_finished(self, node: Node, cancelled: bool, error: BaseException | None) -> None:
+        """Speech synthesis ended: the text it was given and the audio it made."""
+        metrics = node.metrics
+        duration = metrics.value("audio_duration") if metrics is not None else None
+        text = "".join(node.text) if node.text is not None else None
+        if text is not None and cancelled and metrics is not None:
+            text = content.synthesized_part(text, metrics.value("characters_count"))
+        result = TtsResult(
+            text=text,
+            audio_duration=float(duration) if isinstance(duration, (int, float)) else None,
+            interrupted=cancelled,
+        )
+        values = self.conventions.tts_end(result, metrics.attributes() if metrics else {})
+        if cancelled:
+            values[attr.LK_CANCELLED] = True
+        self._end_node(node, values, error)
 
 
-def _end_with(span: Span, error: BaseException | None, capture_content: bool) -> None:
-    if error is not None and not isinstance(error, GeneratorExit):
-        _record_error(span, error, capture_content)
-    span.end()
+_USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "llm": (
+        (attr.LK_USAGE_LLM_PROMPT_TOKENS, "prompt_tokens"),
+        (attr.LK_USAGE_LLM_PROMPT_CACHED_TOKENS, "prompt_cached_tokens"),
+        (attr.LK_USAGE_LLM_COMPLETION_TOKENS, "completion_tokens"),
+    ),
+    "tts": (
+        (attr.LK_USAGE_TTS_CHARACTERS, "characters_count"),
+        (attr.LK_USAGE_TTS_AUDIO_DURATION, "audio_duration"),
+    ),
+}
+
+_reported: set[str] = set()
 
 
-def _record_error(span: Span, error: BaseException, capture_content: bool) -> None:
-    """ERROR status and an exception event; the message only when content is captured."""
-    name = type(error).__name__
-    if capture_content:
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{name}: {error}"))
-    else:
-        span.add_event(attr.EXCEPTION_EVENT, {attr.EXCEPTION_TYPE: name})
-        span.set_status(Status(StatusCode.ERROR, name))
-
-
-_reported_turn_failure = False
-
-
-def _report_turn_failure() -> None:
-    global _reported_turn_failure
-    _reported_turn_failure = True
-    logging.getLogger("livekit_otel").warning(
-        "livekit-otel failed to end an agent_turn span; the agent is unaffected", exc_info=True
-    )
-
-
-def _attribute_value(value: Any) -> AttributeValue:
-    if isinstance(value, (str, bool, int, float)):
-        return value
-    return str(value)
+def _report_once(what: str) -> None:
+    if what not in _reported:
+        _reported.add(what)
+        logger.warning("livekit-otel %s; the agent is unaffected", what, exc_info=True)
 
 
 _EVENT_HANDLERS = {

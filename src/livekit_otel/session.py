@@ -39,6 +39,6 @@ def update_session(
             pending["metadata"] = {**pending.get("metadata", {}), **metadata}
         setattr(session, _PENDING_ATTRIBUTE, pending)
         return
-    if session_id is not None and session_id != recorder.session_id:
+    if session_id is not None and session_id != recorder.facts.session_id:
         raise ValueError("session_id can only be set before session.start()")
     recorder.update(user_id=user_id, tags=tags, metadata=metadata)

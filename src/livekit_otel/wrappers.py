@@ -10,17 +10,16 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Tracer
-from opentelemetry.util.types import AttributeValue
 
-from . import attributes as attr
-from . import compat, content
+from . import compat
 from .config import Options
-from .recorder import ACTIVE_NODE, COMMITTING_TURN, Node, SessionRecorder
+from .facts import LlmRequest, ToolCall, ToolResult, TtsRequest
+from .recorder import ACTIVE_NODE, Node, SessionRecorder
+from .user_turns import COMMITTING_TURN
 
 logger = logging.getLogger("livekit_otel")
 
@@ -73,7 +72,7 @@ def session_start(state: State) -> Wrapper:
         recorder = None
         token = None
         try:
-            if recorder_of(instance) is None and not getattr(instance, "_started", False):
+            if recorder_of(instance) is None and not compat.session_already_started(instance):
                 if state.on_session_start is not None:
                     state.on_session_start()
                 agent = args[0] if args else kwargs.get("agent")
@@ -112,7 +111,7 @@ def session_close(state: State) -> Wrapper:
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         recorder = recorder_of(instance)
-        if recorder is None or not getattr(instance, "_started", True):
+        if recorder is None or not compat.session_running(instance):
             return await wrapped(*args, **kwargs)
         token = None
         try:
@@ -163,7 +162,7 @@ def end_of_turn(state: State) -> Wrapper:
             return wrapped(*args, **kwargs)
         try:
             info = args[0] if args else kwargs.get("info")
-            turn = recorder.begin_commit(getattr(info, "new_transcript", None))
+            turn = recorder.user_turns.begin_commit(compat.end_of_turn_transcript(info))
         except Exception:
             state.report("AgentActivity.on_end_of_turn")
             return wrapped(*args, **kwargs)
@@ -174,7 +173,13 @@ def end_of_turn(state: State) -> Wrapper:
             accepted = result is not False
         finally:
             COMMITTING_TURN.reset(token)
-            _safely(state, "AgentActivity.on_end_of_turn", recorder.finish_commit, turn, accepted)
+            _safely(
+                state,
+                "AgentActivity.on_end_of_turn",
+                recorder.user_turns.finish_commit,
+                turn,
+                accepted,
+            )
         return result
 
     return wrapper
@@ -213,16 +218,16 @@ def _inference(state: State, hook: str, start: NodeStart, finish: NodeFinish) ->
         try:
             result = _run_in_node(node, lambda: wrapped(*args, **call_kwargs))
         except BaseException as error:
-            _safely(state, hook, recorder.end_node, node, None, error)
+            _safely(state, hook, recorder.abandon_node, node, error)
             raise
         try:
-            task, data = result
+            task, data = compat.inference_task(result)
             task.add_done_callback(
                 functools.partial(_guarded_done, state, finish, recorder, node, data)
             )
         except Exception:
             state.report(hook)
-            _safely(state, hook, recorder.end_node, node)
+            _safely(state, hook, recorder.abandon_node, node)
         return result
 
     return wrapper
@@ -238,93 +243,33 @@ def tts_inference(state: State) -> Wrapper:
     return _inference(state, "perform_tts_inference", _start_tts_node, _finish_tts_node)
 
 
+def _model_and_provider(
+    recorder: SessionRecorder, kwargs: dict[str, Any], component: str
+) -> tuple[str | None, str | None]:
+    model, provider = kwargs.get("model"), kwargs.get("provider")
+    if model is None and provider is None:
+        return compat.model_and_provider(recorder.component(component))
+    return model, provider
+
+
 def _start_llm_node(
     recorder: SessionRecorder, kwargs: dict[str, Any]
 ) -> tuple[Node, dict[str, Any]]:
-    options = recorder.options
-    speech = compat.current_speech()
-    model = kwargs.get("model")
-    provider = kwargs.get("provider")
-    if model is None and provider is None:
-        model, provider = compat.model_and_provider(recorder.component("llm"))
-    values: dict[str, AttributeValue] = {
-        attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_CHAT,
-        attr.LANGFUSE_OBSERVATION_TYPE: attr.LANGFUSE_TYPE_GENERATION,
-    }
-    if model:
-        values[attr.GEN_AI_REQUEST_MODEL] = model
-        if options.openinference:
-            values[attr.LLM_MODEL_NAME] = model
-    if provider:
-        values[attr.GEN_AI_PROVIDER_NAME] = provider
-        if options.openinference:
-            values[attr.LLM_PROVIDER] = provider
-    if options.openinference:
-        values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_LLM
-    parameters = compat.model_parameters(kwargs.get("model_settings"))
-    if parameters and options.langfuse:
-        values[attr.LANGFUSE_MODEL_PARAMETERS] = content.to_json(parameters, options)
-    chat_ctx = kwargs.get("chat_ctx")
-    items = getattr(chat_ctx, "items", None)
-    if isinstance(items, list):
-        # the prompt goes in with the start attributes: no second set_attributes call
-        values.update(_prompt_values(recorder, items))
-    node = recorder.start_node(attr.SPAN_LLM_NODE, speech, values)
-    if isinstance(items, list):
-        span_id = format(node.span.get_span_context().span_id, "016x")
-        recorder.prompt_cursor.advance(items, span_id)
-    return node, kwargs
-
-
-def _prompt_values(recorder: SessionRecorder, items: list[Any]) -> dict[str, AttributeValue]:
-    options = recorder.options
-    cursor = recorder.prompt_cursor
-    values: dict[str, AttributeValue] = {attr.LK_LLM_PROMPT_ITEMS: len(items)}
-    if options.capture_content:
-        new_items, continues = cursor.new_items(items, options.prompt_window)
-        messages = [m for m in map(content.chat_item_message, new_items) if m is not None]
-        values[attr.LK_LLM_PROMPT_CAPTURED_ITEMS] = len(messages)
-        if continues and cursor.last_span_id:
-            values[attr.LK_LLM_PROMPT_CONTINUES] = cursor.last_span_id
-        prompt = content.to_json(messages, options)
-        if options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_INPUT] = prompt
-        if options.openinference:
-            values[attr.INPUT_VALUE] = prompt
-            values[attr.INPUT_MIME_TYPE] = attr.MIME_JSON
-        if options.genai:
-            values[attr.GEN_AI_INPUT_MESSAGES] = prompt
-    return values
+    model, provider = _model_and_provider(recorder, kwargs, "llm")
+    tools = compat.function_tools(kwargs.get("tool_ctx"))
+    request = LlmRequest(
+        model=model,
+        provider=provider,
+        chat_items=compat.chat_items(kwargs.get("chat_ctx")),
+        tool_definitions=recorder.tool_definitions(tools) if tools else None,
+        parameters=compat.model_parameters(kwargs.get("model_settings")),
+    )
+    return recorder.llm_started(request, compat.current_speech()), kwargs
 
 
 def _finish_llm_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
-    options = recorder.options
-    error = _task_error(task)
-    values: dict[str, AttributeValue] = {}
-    ttft = getattr(data, "ttft", None)
-    if isinstance(ttft, (int, float)) and ttft >= 0:
-        first_token = datetime.fromtimestamp(node.started_at + ttft, tz=timezone.utc)
-        values[attr.LANGFUSE_COMPLETION_START_TIME] = first_token.isoformat()
-    calls = list(getattr(data, "generated_functions", None) or ())
-    finish = "cancelled" if task.cancelled() else ("tool_calls" if calls else "stop")
-    if options.genai:
-        values[attr.GEN_AI_RESPONSE_FINISH_REASONS] = [finish]
-    if options.capture_content:
-        text = str(getattr(data, "generated_text", "") or "")
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if calls:
-            message["tool_calls"] = content.tool_call_messages(calls)
-            values[attr.LK_LLM_OUTPUT_TOOL_CALLS] = content.to_json(message["tool_calls"], options)
-        values[attr.LK_LLM_OUTPUT_TEXT] = content.limit(text, options)
-        output = content.to_json(message, options)
-        if options.langfuse:
-            values[attr.LANGFUSE_OBSERVATION_OUTPUT] = output
-        if options.openinference:
-            values[attr.OUTPUT_VALUE] = output
-            values[attr.OUTPUT_MIME_TYPE] = attr.MIME_JSON
-        if options.genai:
-            values[attr.GEN_AI_OUTPUT_MESSAGES] = output
-    recorder.end_node(node, values, error, cancelled=task.cancelled())
+    reply = compat.generated_reply(data)
+    recorder.llm_finished(node, reply, task.cancelled(), _task_error(task))
 
 
 async def _tee_text(source: AsyncIterable[str], sink: list[str]) -> AsyncIterator[str]:
@@ -345,34 +290,16 @@ def _start_tts_node(
     recorder: SessionRecorder, kwargs: dict[str, Any]
 ) -> tuple[Node, dict[str, Any]]:
     text: list[str] | None = None
-    if recorder.options.capture_content and isinstance(kwargs.get("input"), AsyncIterable):
+    if recorder.conventions.captures_content() and isinstance(kwargs.get("input"), AsyncIterable):
         text = []
         kwargs = {**kwargs, "input": _tee_text(kwargs["input"], text)}
-    speech = compat.current_speech()
-    model = kwargs.get("model")
-    provider = kwargs.get("provider")
-    if model is None and provider is None:
-        model, provider = compat.model_and_provider(recorder.component("tts"))
-    values: dict[str, AttributeValue] = {}
-    if model:
-        values[attr.LK_TTS_MODEL] = model
-    if provider:
-        values[attr.LK_TTS_PROVIDER] = provider
-    recorder.mark_plain(values)
-    node = recorder.start_node(attr.SPAN_TTS_NODE, speech, values)
-    node.text = text
+    model, provider = _model_and_provider(recorder, kwargs, "tts")
+    node = recorder.tts_started(TtsRequest(model, provider), compat.current_speech(), text)
     return node, kwargs
 
 
 def _finish_tts_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
-    values: dict[str, AttributeValue] = {}
-    if node.text is not None:
-        text = content.limit("".join(node.text), recorder.options)
-        values[attr.LK_TTS_TEXT] = text
-        duration = node.metrics.value("audio_duration") if node.metrics is not None else None
-        spoken = f"[audio {duration:.2f}s]" if isinstance(duration, float) else "[audio]"
-        recorder.add_io(values, text, spoken)
-    recorder.end_node(node, values, _task_error(task), cancelled=task.cancelled())
+    recorder.tts_finished(node, task.cancelled(), _task_error(task))
 
 
 def tool_executions(state: State) -> Wrapper:
@@ -381,8 +308,7 @@ def tool_executions(state: State) -> Wrapper:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        session = kwargs.get("session")
-        recorder = recorder_of(session)
+        recorder = recorder_of(kwargs.get("session"))
         started = kwargs.get("tool_execution_started_cb")
         completed = kwargs.get("tool_execution_completed_cb")
         if recorder is None or not callable(started) or not callable(completed):
@@ -427,25 +353,9 @@ class _ToolSpans:
         return self.original_started(function_call, *args, **kwargs)
 
     def _start(self, function_call: Any) -> Node:
-        options = self.recorder.options
-        name = str(getattr(function_call, "name", ""))
-        call_id = str(getattr(function_call, "call_id", ""))
-        values: dict[str, AttributeValue] = {
-            attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_EXECUTE_TOOL,
-            attr.GEN_AI_TOOL_NAME: name,
-            attr.GEN_AI_TOOL_CALL_ID: call_id,
-            attr.LANGFUSE_OBSERVATION_TYPE: attr.LANGFUSE_TYPE_TOOL,
-        }
-        if options.genai:
-            values[attr.GEN_AI_TOOL_TYPE] = "function"
-        if options.openinference:
-            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_TOOL
-            values[attr.TOOL_NAME] = name
-            values[attr.TOOL_CALL_ID] = call_id
-        node = self.recorder.start_node(attr.SPAN_FUNCTION_TOOL, self.speech, values)
-        if options.capture_content:
-            node.text = [content.limit(str(getattr(function_call, "arguments", "") or ""), options)]
-        self.open[call_id] = node
+        call = ToolCall(*compat.function_call_fields(function_call))
+        node = self.recorder.tool_started(call, self.speech)
+        self.open[call.call_id] = node
         return node
 
     def completed(self, output: Any, *args: Any, **kwargs: Any) -> Any:
@@ -456,34 +366,17 @@ class _ToolSpans:
         return self.original_completed(output, *args, **kwargs)
 
     def _end(self, output: Any) -> None:
-        call = getattr(output, "fnc_call", None)
-        key = str(getattr(call, "call_id", ""))
-        node = self.open.pop(key, None)
-        if node is None:
-            if call is None:
-                return
-            # an unknown tool or unparsable arguments: LiveKit reports it without a start
-            self._start(call)
-            node = self.open.pop(key)
-        options = self.recorder.options
-        call_output = getattr(output, "fnc_call_out", None)
-        is_error = bool(getattr(call_output, "is_error", False))
-        error = getattr(output, "raw_exception", None)
-        values: dict[str, AttributeValue] = {attr.LK_TOOL_IS_ERROR: is_error}
-        if options.capture_content:
-            arguments = node.text[0] if node.text else ""
-            result = content.limit(str(getattr(call_output, "output", "") or ""), options)
-            values[attr.LK_TOOL_ARGUMENTS] = arguments
-            values[attr.LK_TOOL_RESULT] = result
-            self.recorder.add_io(values, arguments, result, json_io=False)
-            if options.genai:
-                values[attr.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments
-                values[attr.GEN_AI_TOOL_CALL_RESULT] = result
-            if options.openinference:
-                values[attr.TOOL_PARAMETERS] = arguments
-        if not isinstance(error, BaseException) and is_error:
+        outcome = compat.tool_outcome(output)
+        if outcome.call is None:
+            return
+        _, call_id, _ = compat.function_call_fields(outcome.call)
+        # an unknown tool or unparsable arguments: LiveKit reports it without a start
+        node = self.open.pop(call_id, None) or self._start(outcome.call)
+        self.open.pop(call_id, None)
+        error = outcome.exception
+        if error is None and outcome.is_error:
             error = RuntimeError("the tool reported an error")
-        self.recorder.end_node(node, values, error if isinstance(error, BaseException) else None)
+        self.recorder.tool_finished(node, ToolResult(outcome.output, outcome.is_error), error)
 
 
 # -- helpers --------------------------------------------------------------------------------

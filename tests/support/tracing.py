@@ -203,6 +203,18 @@ def attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+def input_of(span: ReadableSpan) -> Any:
+    """A span's input as a backend reads it: Langfuse's key, else OpenInference's."""
+    values = attributes(span)
+    return values.get("langfuse.observation.input", values.get("input.value"))
+
+
+def output_of(span: ReadableSpan) -> Any:
+    """A span's output as a backend reads it: Langfuse's key, else OpenInference's."""
+    values = attributes(span)
+    return values.get("langfuse.observation.output", values.get("output.value"))
+
+
 def texts_of(spans: Iterable[ReadableSpan]) -> Iterator[tuple[str, str]]:
     """Every piece of text a span carries, as ``(where, text)``.
 

@@ -1,0 +1,135 @@
+"""Typed facts about one span, as the recorder knows them when it writes that span.
+
+The recorder fills these from LiveKit's calls, events and metrics; the conventions module
+turns each into the attributes of every convention in force. A fact is ``None`` when
+LiveKit never said it: the conventions then write no attribute for it, never a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import MetricsAggregate
+
+
+@dataclass
+class SessionFacts:
+    """Who and what a session's spans are filed under; shared by every span of the session."""
+
+    session_id: str
+    user_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    environment: str | None = None
+    release: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """What is known when ``AgentSession.start`` is called."""
+
+    agent_name: str
+    room_name: str | None
+    job_id: str | None
+
+
+@dataclass
+class SessionEnd:
+    """A session's totals and its first and last words, written when it closes."""
+
+    usage: Mapping[str, float]
+    agent_turns: int
+    vad: MetricsAggregate | None
+    first_user_text: str | None
+    last_agent_text: str | None
+
+
+@dataclass
+class UserTurnFacts:
+    """One user utterance, written as ``user_turn`` once its end of turn is known."""
+
+    input_mode: str
+    committed: bool
+    transcript: str
+    stt: MetricsAggregate | None = None
+    stt_model: str | None = None
+    stt_provider: str | None = None
+    speech_id: str | None = None
+
+
+@dataclass
+class AgentTurnFacts:
+    """One agent reply (a ``SpeechHandle``)."""
+
+    speech_id: str
+    source: str
+    agent_name: str | None
+    interrupted: bool = False
+    discarded: bool = False
+    eou_delay: float | None = None
+    llm_ttft: float | None = None
+    tts_ttfb: float | None = None
+    user_text: str | None = None
+    spoken_text: str | None = None
+    realtime: MetricsAggregate | None = None
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    """What one LLM inference was asked: model, provider, prompt and tools."""
+
+    model: str | None
+    provider: str | None
+    chat_items: Sequence[Any] | None
+    tool_definitions: str | None
+    parameters: Mapping[str, Any]
+
+
+@dataclass
+class LlmResponse:
+    """What one LLM inference answered, and what it cost."""
+
+    text: str
+    tool_calls: Sequence[Any]
+    finish_reason: str
+    completion_start_time: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call as the LLM asked for it."""
+
+    name: str
+    call_id: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call returned."""
+
+    output: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class TtsRequest:
+    """The speech synthesis of one reply step."""
+
+    model: str | None
+    provider: str | None
+
+
+@dataclass(frozen=True)
+class TtsResult:
+    """What was sent to speech synthesis, and how much audio came back."""
+
+    text: str | None
+    audio_duration: float | None
+    interrupted: bool

@@ -1,0 +1,196 @@
+"""The user-turn state machine: which utterance LiveKit's events and metrics belong to.
+
+An audio utterance starts with the user speaking (or a first final transcript), gathers
+transcripts and STT metrics, is committed by LiveKit's end-of-turn decision, and is
+written once its end-of-turn metrics arrive (they come after the reply was created). A
+typed message is a whole turn at once. Some releases report an utterance's STT usage only
+after its end of turn: then its span stays open, end time fixed, until they come.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from .metrics import MetricsAggregate
+
+
+class UserTurn:
+    """One user utterance while it is being heard."""
+
+    __slots__ = (
+        "committed_at",
+        "input_mode",
+        "speech_id",
+        "started_at",
+        "stopped_at",
+        "stt",
+        "transcript",
+    )
+
+    def __init__(self, started_at: float, input_mode: str) -> None:
+        self.started_at = started_at
+        self.stopped_at: float | None = None
+        self.committed_at: float | None = None
+        self.transcript: str = ""
+        self.input_mode = input_mode
+        self.stt: MetricsAggregate | None = None
+        self.speech_id: str | None = None
+
+    def add_stt(self, metrics: Any) -> None:
+        """Fold one STT metrics object into this utterance's."""
+        if self.stt is None:
+            self.stt = MetricsAggregate("stt")
+        self.stt.add(metrics)
+
+
+# the user turn being committed; the task LiveKit starts for it inherits this, and emits
+# the end-of-turn metrics from there
+COMMITTING_TURN: ContextVar[UserTurn | None] = ContextVar(
+    "livekit_otel_committing_turn", default=None
+)
+
+# writes a turn (with its end-of-turn metrics, if any) and returns its span, not yet
+# ended, and the span's end time in ns
+TurnWriter = Callable[[UserTurn, Any | None], tuple[Span, int]]
+
+
+class UserTurns:
+    """The utterances of one session, from first sound to a written ``user_turn``."""
+
+    def __init__(self, write: TurnWriter) -> None:
+        self._write = write
+        self.current: UserTurn | None = None
+        self._awaiting_eou: deque[UserTurn] = deque()
+        self._pending_stt: MetricsAggregate | None = None
+        self._settling: tuple[UserTurn, Span, int] | None = None
+        self._unmatched_audio_commits = 0
+
+    # -- LiveKit events -------------------------------------------------------------------
+    def user_speaking(self, at: float) -> None:
+        """The user started speaking."""
+        if self.current is None:
+            self.current = self._new(at, "audio")
+
+    def user_listening(self, at: float) -> None:
+        """The user stopped speaking."""
+        if self.current is not None:
+            self.current.stopped_at = at
+
+    def transcribed(self, text: str, at: float) -> None:
+        """A final transcript of the utterance being heard."""
+        if self.current is None:
+            self.current = self._new(at, "audio")
+        if text:
+            current = self.current.transcript
+            self.current.transcript = f"{current} {text}" if current else text
+
+    def begin_commit(self, transcript: str | None) -> UserTurn:
+        """LiveKit is deciding on the end of the user's turn (``on_end_of_turn`` was called)."""
+        now = time.time()
+        turn = self.current or self._new(now, "audio")
+        self.current = None
+        turn.committed_at = now
+        if transcript:
+            turn.transcript = transcript
+        return turn
+
+    def finish_commit(self, turn: UserTurn, accepted: bool) -> None:
+        """``on_end_of_turn`` returned: the turn is committed, or the user goes on speaking."""
+        if not accepted:
+            turn.committed_at = None
+            if self.current is None:
+                self.current = turn
+            return
+        # earlier commits that never got end-of-turn metrics made no reply: write them now
+        while self._awaiting_eou:
+            self._end(self._awaiting_eou.popleft(), None)
+        self._awaiting_eou.append(turn)
+        self._unmatched_audio_commits += 1
+
+    def user_message(self, text: str, at: float) -> None:
+        """A user message entered the chat: a committed utterance's, or a typed one."""
+        if self._unmatched_audio_commits > 0:
+            self._unmatched_audio_commits -= 1
+            return
+        turn = UserTurn(at, "text")
+        turn.transcript = text
+        turn.committed_at = at
+        self._end(turn, None)
+
+    def stt_metrics(self, metrics: Any) -> None:
+        """STT metrics: they belong to the utterance being heard or the last committed one."""
+        turn = self.current or (self._awaiting_eou[-1] if self._awaiting_eou else None)
+        if turn is not None:
+            turn.add_stt(metrics)
+        elif self._settling is not None:
+            self._settling[0].add_stt(metrics)
+            self.settle()
+        else:
+            if self._pending_stt is None:
+                self._pending_stt = MetricsAggregate("stt")
+            self._pending_stt.add(metrics)
+
+    def end_of_turn(self, metrics: Any, speech_id: str | None) -> None:
+        """End-of-turn metrics: the committed utterance they decided is written now."""
+        turn = COMMITTING_TURN.get()
+        if turn is None or turn not in self._awaiting_eou:
+            turn = self._awaiting_eou[0] if self._awaiting_eou else None
+        if turn is None:
+            return
+        self._awaiting_eou.remove(turn)
+        turn.speech_id = speech_id
+        span, end = self._write(turn, metrics)
+        if turn.stt is None and turn.input_mode == "audio":
+            # its STT metrics may still come (right after the commit on some releases): keep
+            # the span open, with its end time fixed, until they do or the reply is over
+            self.settle()
+            self._settling = (turn, span, end)
+            return
+        span.end(end)
+
+    def reply_over(self, speech_id: str) -> None:
+        """A reply ended: so does the wait for the STT metrics of the turn that caused it."""
+        if self._settling is not None and self._settling[0].speech_id == speech_id:
+            self.settle()
+
+    def close(self) -> None:
+        """The session closes: write every utterance still unwritten."""
+        while self._awaiting_eou:
+            self._end(self._awaiting_eou.popleft(), None)
+        if self.current is not None:
+            self._end(self.current, None)
+            self.current = None
+        self.settle()
+
+    def unwritten(self) -> int:
+        """How many utterances were heard and not yet written (or their STT awaited)."""
+        waiting = len(self._awaiting_eou) + (self.current is not None)
+        return waiting + (self._settling is not None) + (self._pending_stt is not None)
+
+    # -- helpers --------------------------------------------------------------------------
+    def settle(self) -> None:
+        """End the committed turn still waiting for its STT metrics, with what came."""
+        if self._settling is None:
+            return
+        turn, span, end = self._settling
+        self._settling = None
+        if turn.stt is not None:
+            span.set_attributes(turn.stt.attributes())
+        span.end(end)
+
+    def _new(self, at: float, mode: str) -> UserTurn:
+        self.settle()  # STT metrics from now on belong to the new utterance
+        turn = UserTurn(at, mode)
+        if self._pending_stt is not None:
+            turn.stt, self._pending_stt = self._pending_stt, None
+        return turn
+
+    def _end(self, turn: UserTurn, eou: Any | None) -> None:
+        span, end = self._write(turn, eou)
+        span.end(end)
