@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
 from livekit_otel.recorder import SessionRecorder
+from livekit_otel.replies import Replies
 from livekit_otel.user_turns import UserTurns
 from support.tracing import SpanLifecycle
 
@@ -45,13 +46,13 @@ RECORDER_HOOKS = (
     (SessionRecorder, "on_event"),
     (UserTurns, "begin_commit"),
     (UserTurns, "finish_commit"),
-    (SessionRecorder, "llm_started"),
-    (SessionRecorder, "llm_finished"),
-    (SessionRecorder, "tool_started"),
-    (SessionRecorder, "tool_finished"),
-    (SessionRecorder, "tts_started"),
-    (SessionRecorder, "tts_finished"),
-    (SessionRecorder, "end_agent_turn"),
+    (Replies, "llm_started"),
+    (Replies, "llm_finished"),
+    (Replies, "tool_started"),
+    (Replies, "tool_finished"),
+    (Replies, "tts_started"),
+    (Replies, "tts_finished"),
+    (Replies, "end_agent_turn"),
     (SessionRecorder, "close_started"),
     (SessionRecorder, "close_finished"),
     (SessionRecorder, "session_started"),

@@ -31,7 +31,7 @@ import pytest
 from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
 from opentelemetry.sdk.trace import ReadableSpan
 
-from livekit_otel import recorder as recorder_module
+from livekit_otel import replies as replies_module
 from livekit_otel import user_turns as user_turns_module
 from livekit_otel.recorder import SessionRecorder
 from livekit_otel.wrappers import RECORDER_ATTRIBUTE
@@ -56,8 +56,8 @@ _TRACED_CODE = (
 )
 _NOT_TRACED_CODE = (tracemalloc.Filter(False, "*/livekit_otel/scripted/*"),)
 _PER_TURN_TYPES = (
-    recorder_module.AgentTurn,
-    recorder_module.Node,
+    replies_module.AgentTurn,
+    replies_module.Node,
     user_turns_module.UserTurn,
 )
 

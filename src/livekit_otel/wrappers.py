@@ -18,7 +18,8 @@ from opentelemetry.trace import Tracer
 from . import compat
 from .config import Options
 from .facts import LlmRequest, ToolCall, ToolResult, TtsRequest
-from .recorder import ACTIVE_NODE, Node, SessionRecorder
+from .recorder import SessionRecorder
+from .replies import ACTIVE_NODE, Node
 from .user_turns import COMMITTING_TURN
 
 logger = logging.getLogger("livekit_otel")
@@ -218,7 +219,7 @@ def _inference(state: State, hook: str, start: NodeStart, finish: NodeFinish) ->
         try:
             result = _run_in_node(node, lambda: wrapped(*args, **call_kwargs))
         except BaseException as error:
-            _safely(state, hook, recorder.abandon_node, node, error)
+            _safely(state, hook, recorder.replies.abandon_node, node, error)
             raise
         try:
             task, data = compat.inference_task(result)
@@ -227,7 +228,7 @@ def _inference(state: State, hook: str, start: NodeStart, finish: NodeFinish) ->
             )
         except Exception:
             state.report(hook)
-            _safely(state, hook, recorder.abandon_node, node)
+            _safely(state, hook, recorder.replies.abandon_node, node)
         return result
 
     return wrapper
@@ -248,7 +249,7 @@ def _model_and_provider(
 ) -> tuple[str | None, str | None]:
     model, provider = kwargs.get("model"), kwargs.get("provider")
     if model is None and provider is None:
-        return compat.model_and_provider(recorder.component(component))
+        return compat.model_and_provider(recorder.replies.component(component))
     return model, provider
 
 
@@ -261,15 +262,15 @@ def _start_llm_node(
         model=model,
         provider=provider,
         chat_items=compat.chat_items(kwargs.get("chat_ctx")),
-        tool_definitions=recorder.tool_definitions(tools) if tools else None,
+        tool_definitions=recorder.replies.tool_definitions(tools) if tools else None,
         parameters=compat.model_parameters(kwargs.get("model_settings")),
     )
-    return recorder.llm_started(request, compat.current_speech()), kwargs
+    return recorder.replies.llm_started(request, compat.current_speech()), kwargs
 
 
 def _finish_llm_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
     reply = compat.generated_reply(data)
-    recorder.llm_finished(node, reply, task.cancelled(), _task_error(task))
+    recorder.replies.llm_finished(node, reply, task.cancelled(), _task_error(task))
 
 
 async def _tee_text(source: AsyncIterable[str], sink: list[str]) -> AsyncIterator[str]:
@@ -294,12 +295,12 @@ def _start_tts_node(
         text = []
         kwargs = {**kwargs, "input": _tee_text(kwargs["input"], text)}
     model, provider = _model_and_provider(recorder, kwargs, "tts")
-    node = recorder.tts_started(TtsRequest(model, provider), compat.current_speech(), text)
+    node = recorder.replies.tts_started(TtsRequest(model, provider), compat.current_speech(), text)
     return node, kwargs
 
 
 def _finish_tts_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
-    recorder.tts_finished(node, task.cancelled(), _task_error(task))
+    recorder.replies.tts_finished(node, task.cancelled(), _task_error(task))
 
 
 def tool_executions(state: State) -> Wrapper:
@@ -354,7 +355,7 @@ class _ToolSpans:
 
     def _start(self, function_call: Any) -> Node:
         call = ToolCall(*compat.function_call_fields(function_call))
-        node = self.recorder.tool_started(call, self.speech)
+        node = self.recorder.replies.tool_started(call, self.speech)
         self.open[call.call_id] = node
         return node
 
@@ -376,7 +377,9 @@ class _ToolSpans:
         error = outcome.exception
         if error is None and outcome.is_error:
             error = RuntimeError("the tool reported an error")
-        self.recorder.tool_finished(node, ToolResult(outcome.output, outcome.is_error), error)
+        self.recorder.replies.tool_finished(
+            node, ToolResult(outcome.output, outcome.is_error), error
+        )
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -1,0 +1,315 @@
+"""The agent's replies: one ``agent_turn`` per speech handle, with its LLM, tool and TTS spans.
+
+LLM and TTS spans find their turn by the speech handle whose task runs them, and LiveKit's
+metrics find their span by a context variable that the inference task inherits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from . import attributes as attr
+from . import compat, content
+from .config import Options
+from .conventions import Attributes
+from .facts import (
+    AgentTurnFacts,
+    LlmRequest,
+    LlmResponse,
+    ToolCall,
+    ToolResult,
+    TtsRequest,
+    TtsResult,
+)
+from .metrics import MetricsAggregate
+from .spans import SessionSpans, seconds
+
+logger = logging.getLogger("livekit_otel")
+
+
+class Node:
+    """An open ``llm_node``, ``tts_node`` or ``function_tool`` span."""
+
+    __slots__ = ("call", "context", "ended", "metrics", "span", "started_at", "text", "turn")
+
+    def __init__(self, span: Span, turn: AgentTurn | None) -> None:
+        self.span = span
+        self.turn = turn
+        self.context = trace.set_span_in_context(span)
+        self.metrics: MetricsAggregate | None = None
+        self.ended = False
+        self.started_at = time.time()
+        self.text: list[str] | None = None
+        self.call: ToolCall | None = None
+
+
+# the node whose inference task is running; LiveKit emits LLM and TTS metrics inside it
+ACTIVE_NODE: ContextVar[Node | None] = ContextVar("livekit_otel_active_node", default=None)
+
+
+class AgentTurn:
+    """An open ``agent_turn`` span: one speech handle."""
+
+    __slots__ = (
+        "__weakref__",
+        "agent_text",
+        "context",
+        "done_callback",
+        "ended",
+        "facts",
+        "handle",
+        "nodes",
+        "span",
+    )
+
+    def __init__(self, span: Span, facts: AgentTurnFacts, handle: Any) -> None:
+        self.span = span
+        self.facts = facts
+        self.handle = handle
+        self.context = trace.set_span_in_context(span)
+        self.nodes: list[Node] = []
+        self.agent_text: list[str] = []
+        self.done_callback: Any = None
+        self.ended = False
+
+
+class Replies:
+    """The open agent turns of one session, and the spans under them."""
+
+    def __init__(
+        self,
+        spans: SessionSpans,
+        options: Options,
+        session: Any,
+        reply_over: Callable[[str], None],
+    ) -> None:
+        self.spans = spans
+        self.conventions = spans.conventions
+        self.options = options
+        self._session = weakref.ref(session)
+        self._reply_over = reply_over
+        self.turns: dict[str, AgentTurn] = {}
+        self.agent_turn_count = 0
+        self.prompt = content.PromptWindow()
+        self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
+
+    def component(self, name: str) -> Any | None:
+        """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
+        session = self._session()
+        return compat.session_component(session, name) if session is not None else None
+
+    def latest(self) -> AgentTurn | None:
+        """The most recently opened agent turn still open."""
+        return next(reversed(self.turns.values()), None)
+
+    def close(self) -> None:
+        """The session closes: end every reply still open, as interrupted."""
+        for turn in list(self.turns.values()):
+            self.end_agent_turn(turn, closing=True)
+
+    def speech_created(self, event: Any) -> None:
+        """A reply was created: open its ``agent_turn``."""
+        handle = getattr(event, "speech_handle", None)
+        speech_id = getattr(handle, "id", None)
+        if handle is None or not isinstance(speech_id, str) or speech_id in self.turns:
+            return
+        agent = compat.current_agent(self._session())
+        facts = AgentTurnFacts(
+            speech_id=speech_id,
+            source=str(getattr(event, "source", "")),
+            agent_name=compat.agent_name(agent) if agent is not None else None,
+        )
+        parent, extra, links = self.spans.top_level(attr.SPAN_AGENT_TURN)
+        values = {**extra, **self.conventions.agent_turn_start(facts)}
+        turn = AgentTurn(
+            self.spans.child(attr.SPAN_AGENT_TURN, parent, values, links=links), facts, handle
+        )
+        self.turns[speech_id] = turn
+        self.agent_turn_count += 1
+        # LiveKit keeps speech handles (in its recorded events) for the whole session: the
+        # callback must not keep the turn, its span or this recorder alive
+        turn_ref, recorder_ref = weakref.ref(turn), weakref.ref(self)
+
+        def on_done(_: Any) -> None:
+            done_turn, recorder = turn_ref(), recorder_ref()
+            if done_turn is not None and recorder is not None:
+                recorder._turn_done(done_turn)
+
+        turn.done_callback = on_done
+        handle.add_done_callback(on_done)
+
+    def _turn_done(self, turn: AgentTurn) -> None:
+        try:
+            self.end_agent_turn(turn)
+        except Exception:
+            _report_once("failed to end an agent_turn span")
+
+    def node_metrics(self, kind: str, metrics: Any) -> None:
+        """LLM or TTS metrics, emitted inside the inference task of the node they belong to."""
+        node = ACTIVE_NODE.get()
+        if node is None or node.ended:
+            return
+        if node.metrics is None:
+            node.metrics = MetricsAggregate(kind)
+        node.metrics.add(metrics)
+        facts = node.turn.facts if node.turn is not None else None
+        if facts is not None:
+            if kind == "llm" and facts.llm_ttft is None:
+                facts.llm_ttft = seconds(getattr(metrics, "ttft", None))
+            elif kind == "tts" and facts.tts_ttfb is None:
+                facts.tts_ttfb = seconds(getattr(metrics, "ttfb", None))
+
+    def turn_for(self, speech: Any | None) -> AgentTurn | None:
+        """The open agent turn of a speech handle."""
+        return self.turns.get(getattr(speech, "id", "")) if speech is not None else None
+
+    def end_agent_turn(self, turn: AgentTurn, closing: bool = False) -> None:
+        """End an agent turn and whatever of it is still open."""
+        if turn.ended:
+            return
+        turn.ended = True
+        self.turns.pop(turn.facts.speech_id, None)
+        self._reply_over(turn.facts.speech_id)
+        remove = getattr(turn.handle, "remove_done_callback", None)
+        if turn.done_callback is not None and callable(remove):
+            # later, not now: some releases iterate the callback set while calling ours
+            asyncio.get_running_loop().call_soon(remove, turn.done_callback)
+            turn.done_callback = None
+        for node in turn.nodes:
+            if not node.ended:
+                self._end_node(node, {attr.LK_CANCELLED: True})
+        facts = turn.facts
+        facts.interrupted = compat.speech_interrupted(turn.handle) or (
+            closing and not turn.handle.done()
+        )
+        facts.discarded = not compat.speech_scheduled(turn.handle)
+        facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
+        turn.span.set_attributes(self.conventions.agent_turn_end(facts))
+        turn.span.end()
+
+    # -- nodes: LLM, tools, TTS ---------------------------------------------------------------
+    def _start_node(self, name: str, speech: Any | None, values: Attributes) -> Node:
+        turn = self.turn_for(speech)
+        parent = turn.context if turn is not None else self.spans.session_context
+        node = Node(self.spans.child(name, parent, values), turn)
+        if turn is not None:
+            turn.nodes.append(node)
+        return node
+
+    def _end_node(
+        self, node: Node, values: Attributes | None = None, error: BaseException | None = None
+    ) -> None:
+        if node.ended:
+            return
+        node.ended = True
+        if values:
+            # one set_attributes call: each one takes the span's lock and runs the SDK's checks
+            node.span.set_attributes(values)
+        if node.turn is not None and node in node.turn.nodes:
+            node.turn.nodes.remove(node)
+        self.spans.end(node.span, error)
+
+    def abandon_node(self, node: Node, error: BaseException | None = None) -> None:
+        """End a node whose LiveKit call failed or could not be followed."""
+        self._end_node(node, None, error)
+
+    def llm_started(self, request: LlmRequest, speech: Any | None) -> Node:
+        """An LLM inference starts: open its ``llm_node`` with the prompt as the model sees it."""
+        prompt: tuple[str, int] | None = None
+        if request.chat_items is not None and self.conventions.captures_content():
+            prompt = self.prompt.render(
+                request.chat_items, self.options.prompt_window, self.options
+            )
+        items = len(request.chat_items) if request.chat_items is not None else None
+        values = self.conventions.llm_start(request, prompt, items)
+        return self._start_node(attr.SPAN_LLM_NODE, speech, values)
+
+    def tool_definitions(self, tools: list[Any]) -> str | None:
+        """The tools offered to the LLM as ``gen_ai.tool.definitions`` JSON, once per tool set."""
+        key = tuple(id(tool) for tool in tools)
+        if key != self._tool_definitions[0]:
+            definitions = [d for d in map(compat.tool_definition, tools) if d is not None]
+            text = content.to_json(definitions, self.options) if definitions else None
+            self._tool_definitions = (key, text)
+        return self._tool_definitions[1]
+
+    def llm_finished(
+        self, node: Node, reply: compat.GeneratedReply, cancelled: bool, error: BaseException | None
+    ) -> None:
+        """An LLM inference ended: its output, usage and first-token time."""
+        usage = node.metrics
+        prompt = usage.value("prompt_tokens") if usage is not None else None
+        completion = usage.value("completion_tokens") if usage is not None else None
+        cached = usage.value("prompt_cached_tokens") if usage is not None else None
+        # a reply cut off mid-stream never got the provider's usage: LiveKit says 0 and 0
+        reported = (
+            isinstance(prompt, int) and isinstance(completion, int) and (prompt or completion)
+        )
+        finish = "cancelled" if cancelled else ("tool_calls" if reply.tool_calls else "stop")
+        response = LlmResponse(
+            text=reply.text,
+            tool_calls=reply.tool_calls,
+            finish_reason=finish,
+            completion_start_time=node.started_at + reply.ttft if reply.ttft is not None else None,
+            input_tokens=prompt if reported and isinstance(prompt, int) else None,
+            output_tokens=completion if reported and isinstance(completion, int) else None,
+            cached_input_tokens=cached if reported and isinstance(cached, int) else None,
+            interrupted=cancelled,
+        )
+        metrics = usage.attributes() if usage is not None else {}
+        values = self.conventions.llm_end(response, metrics)
+        if cancelled:
+            values[attr.LK_CANCELLED] = True
+        self._end_node(node, values, error)
+
+    def tool_started(self, call: ToolCall, speech: Any | None) -> Node:
+        """A tool call starts: open its ``function_tool`` span."""
+        node = self._start_node(attr.SPAN_FUNCTION_TOOL, speech, self.conventions.tool_start(call))
+        node.call = call
+        return node
+
+    def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:
+        """A tool call returned (or raised)."""
+        call = node.call or ToolCall("", "", "")
+        self._end_node(node, self.conventions.tool_end(call, result), error)
+
+    def tts_started(self, request: TtsRequest, speech: Any | None, text: list[str] | None) -> Node:
+        """Speech synthesis starts; ``text`` collects what is sent to it."""
+        node = self._start_node(attr.SPAN_TTS_NODE, speech, self.conventions.tts_start(request))
+        node.text = text
+        return node
+
+    def tts_finished(self, node: Node, cancelled: bool, error: BaseException | None) -> None:
+        """Speech synthesis ended: the text it was given and the audio it made."""
+        metrics = node.metrics
+        duration = metrics.value("audio_duration") if metrics is not None else None
+        text = "".join(node.text) if node.text is not None else None
+        if text is not None and cancelled and metrics is not None:
+            text = content.synthesized_part(text, metrics.value("characters_count"))
+        result = TtsResult(
+            text=text,
+            audio_duration=float(duration) if isinstance(duration, (int, float)) else None,
+            interrupted=cancelled,
+        )
+        values = self.conventions.tts_end(result, metrics.attributes() if metrics else {})
+        if cancelled:
+            values[attr.LK_CANCELLED] = True
+        self._end_node(node, values, error)
+
+
+_reported: set[str] = set()
+
+
+def _report_once(what: str) -> None:
+    if what not in _reported:
+        _reported.add(what)
+        logger.warning("livekit-otel %s; the agent is unaffected", what, exc_info=True)

@@ -1,0 +1,86 @@
+"""Opening the spans of one session: under the session, or each turn in a trace of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, Tracer
+
+from .conventions import Attributes, Conventions
+from .facts import SessionFacts
+
+_NS = 1_000_000_000
+
+
+def ns(seconds: float) -> int:
+    """A ``time.time()`` value as an OpenTelemetry timestamp."""
+    return int(seconds * _NS)
+
+
+def seconds(value: Any) -> float | None:
+    """A LiveKit duration, or ``None`` when it is missing or negative (unknown)."""
+    return float(value) if isinstance(value, (int, float)) and value >= 0 else None
+
+
+class SessionSpans:
+    """Starts the spans of one session with the attributes every one of them carries."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        conventions: Conventions,
+        facts: SessionFacts,
+        trace_per_turn: bool,
+    ) -> None:
+        self.tracer = tracer
+        self.conventions = conventions
+        self.facts = facts
+        self.trace_per_turn = trace_per_turn
+        self.common = conventions.common(facts)
+        self.session_span: Span = trace.INVALID_SPAN
+        self.session_context = Context()
+
+    def open_session(self, name: str, attributes: Attributes, start: float) -> Span:
+        """Start the root ``agent_session`` span."""
+        self.session_span = self.tracer.start_span(
+            name, context=Context(), attributes={**self.common, **attributes}, start_time=ns(start)
+        )
+        self.session_context = trace.set_span_in_context(self.session_span)
+        return self.session_span
+
+    def refresh(self) -> None:
+        """The session's user, tags or metadata changed: spans from now on carry the new ones."""
+        self.common = self.conventions.common(self.facts)
+
+    def child(
+        self,
+        name: str,
+        parent: Context,
+        attributes: Attributes | None = None,
+        start_time: int | None = None,
+        links: list[Link] | None = None,
+    ) -> Span:
+        """Start a span with the session's common attributes."""
+        merged = {**self.common, **attributes} if attributes else self.common
+        return self.tracer.start_span(
+            name, context=parent, attributes=merged, start_time=start_time, links=links
+        )
+
+    def top_level(
+        self, name: str, owner: Context | None = None
+    ) -> tuple[Context, Attributes, list[Link] | None]:
+        """Where a turn span goes: under the session, or (per-turn traces) in its reply's trace."""
+        if not self.trace_per_turn:
+            return self.session_context, {}, None
+        if owner is not None:
+            return owner, {}, None
+        link = Link(self.session_span.get_span_context())
+        return Context(), self.conventions.trace_root(name, self.facts), [link]
+
+    def end(self, span: Span, error: BaseException | None = None) -> None:
+        """End a span, with ERROR status when ``error`` is an exception of the call."""
+        if error is not None and not isinstance(error, GeneratorExit):
+            self.conventions.record_error(span, error)
+        span.end()
