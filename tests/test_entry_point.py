@@ -28,13 +28,19 @@ AGENT_SCRIPT = textwrap.dedent(
     """
     import asyncio
 
+    from livekit.agents.telemetry import traces
     from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
 
     turns = [
         UserTurn("hello there"),
         UserTurn("weather in Paris?", reply=ToolCall("lookup_weather", {"location": "Paris"})),
     ]
+    # LiveKit's own spans around a job, before and after its session
+    with traces.tracer.start_as_current_span("job_entrypoint"):
+        pass
     asyncio.run(run_scripted_session(turns, mode="audio"))
+    with traces.tracer.start_as_current_span("job_shutdown"):
+        pass
     """
 )
 

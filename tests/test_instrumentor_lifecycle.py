@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from livekit_otel_dev.scripted import (
     run_scripted_session,
 )
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, set_tracer_provider
 from livekit_otel.instrumentor import WRAP_TABLE
@@ -214,3 +216,24 @@ def test_set_tracer_provider_leaves_the_global_provider_alone(
     provider, _, _ = in_memory_provider()
     set_tracer_provider(provider)
     assert trace.get_tracer_provider() is before
+
+
+def test_instrument_warns_when_the_global_exporter_speaks_grpc_to_the_http_port(
+    global_tracer_provider: Callable[[trace.TracerProvider], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter("http://127.0.0.1:4318")))
+    global_tracer_provider(provider)
+    instrumentor = LiveKitAgentsInstrumentor()
+    with caplog.at_level(logging.WARNING, logger="livekit_otel"):
+        instrumentor.instrument()
+    try:
+        (warning,) = [r.getMessage() for r in caplog.records if "gRPC" in r.getMessage()]
+        assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in warning
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from livekit.agents.metrics import EOUMetrics, LLMMetrics, STTMetrics, TTSMetrics
+from livekit.agents.telemetry import traces as builtin_traces
 from livekit.agents.vad import VADEventType
 from livekit_otel_dev.scripted import (
     ScriptedAgent,
@@ -501,6 +502,27 @@ async def test_no_builtin_livekit_span_reaches_our_exporter_when_ours_is_the_glo
     traced = await trace_session(tracing, TURNS, mode="audio")
     assert BUILTIN_SCOPE not in traced.tree.scopes()
     assert traced.tree.names["agent_turn"] == 3
+
+
+def builtin_span_outside_any_session(name: str) -> None:
+    """What LiveKit's own telemetry does around a job: a span of its tracer, no session open."""
+    with builtin_traces.tracer.start_as_current_span(name):
+        pass
+
+
+async def test_no_builtin_livekit_span_reaches_the_global_before_between_or_after_sessions(
+    instrument: Callable[..., Tracing], global_tracer_provider: GlobalSetter
+) -> None:
+    app_provider, app_spans, _ = in_memory_provider()
+    global_tracer_provider(app_provider)
+    tracing = instrument()
+    builtin_span_outside_any_session("job_entrypoint")
+    await trace_session(tracing, TURNS[:1], mode="text")
+    builtin_span_outside_any_session("between_sessions")
+    await trace_session(tracing, TURNS[:1], mode="text")
+    builtin_span_outside_any_session("after_sessions")
+    app_provider.force_flush()
+    assert [span.name for span in app_spans.get_finished_spans()] == []
 
 
 async def test_builtin_telemetry_keep_lets_livekit_spans_through_a_shared_global(

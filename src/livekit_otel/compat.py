@@ -349,22 +349,15 @@ class _PassThroughTracer(trace.Tracer):
             otel_context.detach(token)
 
 
-class PassThroughTracerProvider(trace.TracerProvider):
-    """The provider livekit-otel gives LiveKit's built-in telemetry to keep it out of traces."""
+class PassThroughTracerProvider(trace.NoOpTracerProvider):
+    """The provider livekit-otel gives LiveKit's built-in telemetry to keep it out of traces.
+
+    A no-op provider to LiveKit: when LiveKit Cloud's recording starts with a job, LiveKit
+    replaces it with a provider of its own, as it would replace no provider at all.
+    """
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
         return _PassThroughTracer()
-
-
-def cloud_recording() -> bool:
-    """Whether this is a LiveKit Cloud job that records observability data itself."""
-    try:
-        from livekit.agents import get_job_context
-
-        context = get_job_context()
-    except Exception:
-        return False
-    return bool(getattr(getattr(context, "job", None), "enable_recording", False))
 
 
 def silence_builtin() -> Any | None:

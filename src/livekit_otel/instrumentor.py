@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 import wrapt
@@ -35,6 +36,17 @@ WRAP_TABLE = (
 )
 
 
+@dataclass
+class _Active:
+    """Everything one ``instrument()`` call set up, undone by ``uninstrument()``."""
+
+    state: wrappers.State
+    provider: trace.TracerProvider | None
+    wrapped: list[compat.Hook] = field(default_factory=list)
+    builtin_silenced: bool = False
+    builtin_previous: Any = None
+
+
 class LiveKitAgentsInstrumentor(BaseInstrumentor):
     """Traces every ``AgentSession`` as one trace of nested spans (see ``docs/spans.md``).
 
@@ -42,10 +54,8 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
     :class:`livekit_otel.config.Options`.
     """
 
-    _state: wrappers.State | None = None
-    _wrapped: list[compat.Hook] = []
-    _silenced_builtin: Any = None
-    _builtin_was_silenced = False
+    # BaseInstrumentor is a singleton: the state of the one instrumentation in force
+    _active: _Active | None = None
 
     def instrument(self, **kwargs: Any) -> None:
         """Instrument livekit-agents; raises ``UnsupportedVersionError`` before 1.3.6."""
@@ -61,20 +71,19 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
         state = wrappers.State(_tracer_from(provider), options)
+        active = _Active(state, provider)
         state.on_session_start = self._on_session_start
-        cls = type(self)
-        cls._state = state
-        cls._provider = provider
+        type(self)._active = active
         compat.load_context_vars()
-        wrapped: list[compat.Hook] = []
+        _quiet_builtin(active)
+        _warn_grpc_to_http_port()
         missing: list[str] = []
         for hook, factory in WRAP_TABLE:
             if not hook.exists():
                 missing.append(f"{hook.attribute} ({hook.feature})")
                 continue
             wrapt.wrap_function_wrapper(hook.module, hook.attribute, factory(state))
-            wrapped.append(hook)
-        cls._wrapped = wrapped
+            active.wrapped.append(hook)
         if missing:
             logger.warning(
                 "livekit-otel could not find these hooks in livekit-agents %s, so these "
@@ -84,53 +93,63 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
             )
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        cls = type(self)
+        active = type(self)._active
+        type(self)._active = None
         close_open_sessions("instrumentation_removed")
-        for hook in cls._wrapped:
+        if active is None:
+            return
+        for hook in active.wrapped:
             module = __import__(hook.module, fromlist=["_"])
             owner_path, _, name = hook.attribute.rpartition(".")
             owner: Any = module
             for part in filter(None, owner_path.split(".")):
                 owner = getattr(owner, part)
             unwrap(owner, name)
-        cls._wrapped = []
-        cls._state = None
-        if cls._builtin_was_silenced:
-            compat.restore_builtin(cls._silenced_builtin)
-            cls._builtin_was_silenced = False
-            cls._silenced_builtin = None
-
-    _provider: Any = None
+        if active.builtin_silenced:
+            compat.restore_builtin(active.builtin_previous)
 
     def _on_session_start(self) -> None:
-        self._quiet_builtin()
-        provider = type(self)._provider or trace.get_tracer_provider()
+        active = type(self)._active
+        provider = (active.provider if active else None) or trace.get_tracer_provider()
         if isinstance(provider, SDKTracerProvider):
             # a provider built outside the job (at import time) still gets flushed at its end
             register_flush_on_shutdown(provider)
 
-    def _quiet_builtin(self) -> None:
-        """Keep LiveKit's built-in spans out of our trace (``builtin_telemetry`` option)."""
-        cls = type(self)
-        state = cls._state
-        if state is None or cls._builtin_was_silenced:
-            return
-        mode = state.options.builtin_telemetry
-        if mode == "keep":
-            return
-        provider = cls._provider or trace.get_tracer_provider()
-        # on LiveKit Cloud with recording on, LiveKit installs its own provider: leave it be
-        implicit = compat.builtin_follows_global() and not compat.cloud_recording()
-        if mode == "off" or implicit or compat.builtin_reaches(provider):
-            cls._silenced_builtin = compat.silence_builtin()
-            cls._builtin_was_silenced = True
-
     def set_tracer_provider(self, provider: trace.TracerProvider) -> None:
         """Send the plugin's spans to ``provider`` from the next session on."""
-        cls = type(self)
-        cls._provider = provider
-        if cls._state is not None:
-            cls._state.tracer = _tracer_from(provider)
+        active = type(self)._active
+        if active is not None:
+            active.provider = provider
+            active.state.tracer = _tracer_from(provider)
+            _quiet_builtin(active)
+
+
+def _quiet_builtin(active: _Active) -> None:
+    """Keep LiveKit's built-in spans out of our traces (``builtin_telemetry`` option).
+
+    Done at ``instrument()``, so no built-in span escapes before, between or outside
+    sessions. A provider chosen for LiveKit's telemetry by anyone (LiveKit Cloud's
+    recording included, which installs its own when a job starts) is left alone.
+    """
+    mode = active.state.options.builtin_telemetry
+    if mode == "keep" or active.builtin_silenced:
+        return
+    provider = active.provider or trace.get_tracer_provider()
+    if mode == "off" or compat.builtin_follows_global() or compat.builtin_reaches(provider):
+        active.builtin_previous = compat.silence_builtin()
+        active.builtin_silenced = True
+
+
+def _warn_grpc_to_http_port() -> None:
+    """Say so when the global provider's exporter would speak gRPC to an OTLP/HTTP port."""
+    endpoint = _grpc_exporter_endpoint(trace.get_tracer_provider())
+    if endpoint is not None and endpoint.rstrip("/").endswith(":4318"):
+        logger.warning(
+            "livekit-otel: the OTLP exporter speaks gRPC to %s, which is the OTLP/HTTP port; "
+            "no span will arrive. Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf (the "
+            "opentelemetry-distro default is grpc, on port 4317).",
+            endpoint,
+        )
 
 
 def _tracer_from(provider: trace.TracerProvider | None) -> trace.Tracer:
@@ -153,3 +172,14 @@ def set_tracer_provider(provider: trace.TracerProvider, **options: Any) -> None:
         instrumentor.instrument(tracer_provider=provider, **options)
         return
     instrumentor.set_tracer_provider(provider)
+
+
+def _grpc_exporter_endpoint(provider: Any) -> str | None:
+    """The endpoint of an OTLP/gRPC span exporter on an SDK provider, if it has one."""
+    processor = getattr(provider, "_active_span_processor", None)
+    for child in getattr(processor, "_span_processors", ()):
+        exporter = getattr(child, "span_exporter", None) or getattr(child, "_exporter", None)
+        if exporter is not None and ".grpc" in type(exporter).__module__:
+            endpoint = getattr(exporter, "_endpoint", None)
+            return str(endpoint) if endpoint else None
+    return None
