@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml devkit/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./devkit
+## the package as users get it (newest livekit-agents and OpenTelemetry it allows), then
+## the dev tools and the devkit, which cannot change those versions; one line per package
+$(STAMP): pyproject.toml devkit/pyproject.toml scripts/install_dev.sh
+	@echo "Installing livekit-otel, its dev tools and the devkit into $(VENV) (1 to 2 minutes the first time)"
+	PYTHON=$(PYTHON) bash scripts/install_dev.sh $(VENV)
 	touch $(STAMP)
 
 ## the main job: a scripted voice call traced end to end, offline
@@ -23,6 +24,7 @@ OLDEST_RELEASE := 1.3.6
 ## tests against a real Arize Phoenix included) on the newest
 test: install phoenix
 	bash scripts/test_matrix.sh $(OLDEST_RELEASE)
+	@$(BIN)/python -c 'import importlib.metadata as m; print("Testing with livekit-agents", m.version("livekit-agents"), "and opentelemetry-sdk", m.version("opentelemetry-sdk"))'
 	$(BIN)/python -m pytest -q
 
 ## everything but the e2e backend tests

@@ -15,6 +15,7 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 start_s="$(date +%s)"
+echo "install_chromium: apt-get install chromium and fonts (a minute or two)" >&2
 export DEBIAN_FRONTEND=noninteractive
 log="$(mktemp)"
 trap 'rm -f "${log}"' EXIT

@@ -6,7 +6,9 @@
 # pins never clash with the project's own OpenTelemetry versions.
 #
 # Idempotent: a stamp file records the installed version; when it matches PHOENIX_VERSION the
-# script exits at once. Output is quiet; errors still surface.
+# script exits at once. While installing it prints one line per package pip collects (the
+# first install takes a few minutes); pip's whole output goes to <venv>/install.log, whose
+# end is shown when the install fails.
 #
 # Environment:
 #   PYTHON              interpreter used to create the venv (default: python3)
@@ -34,9 +36,28 @@ if [[ ! -x "${venv_dir}/bin/python" ]]; then
     "${python_bin}" -m venv "${venv_dir}"
 fi
 rm -f "${stamp}"
-"${venv_dir}/bin/python" -m pip install --quiet --quiet --disable-pip-version-check --upgrade pip
-"${venv_dir}/bin/python" -m pip install --quiet --quiet --disable-pip-version-check \
-    "arize-phoenix==${version}"
+log="${venv_dir}/install.log"
+: >"${log}"
+
+# pip install "$@": one line per collected package on stderr, everything in the log
+pip_install() {
+    local rc
+    set +e
+    "${venv_dir}/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 \
+        | tee -a "${log}" \
+        | awk '/^Collecting / { print "    " $2; fflush() }
+               /^Successfully installed / { print "    installed " NF - 2 " packages"; fflush() }' >&2
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [[ "${rc}" -ne 0 ]]; then
+        tail -n 30 "${log}" >&2
+        echo "install_phoenix: pip failed (whole output in ${log})" >&2
+    fi
+    return "${rc}"
+}
+
+pip_install --upgrade pip
+pip_install "arize-phoenix==${version}"
 # Import check: a broken install must fail here, not later inside a test.
 "${venv_dir}/bin/python" -c "import phoenix.server.main" >/dev/null
 echo "${version}" >"${stamp}"

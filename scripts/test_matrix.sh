@@ -8,10 +8,12 @@
 #   scripts/test_matrix.sh 1.5.17 -- -k tool  # extra pytest arguments after --
 #   LK_RELEASES="1.4.6 1.7.1" scripts/test_matrix.sh
 #
-# Each release gets its own virtual environment, .venvs/lk-<release>, with the project
-# installed editable with its dev extras and that exact livekit-agents release (pip picks
-# the opentelemetry version the release pins). An environment is reused as long as its
-# stamp matches (release, extra pins, pyproject.toml); LK_MATRIX_REFRESH=1 reinstalls.
+# Each release gets its own virtual environment, .venvs/lk-<release>, set up by
+# scripts/install_dev.sh as `make install` sets up .venv: the project with that exact
+# livekit-agents release first (pip picks the newest OpenTelemetry the release allows,
+# as for a user), then the dev tools and the devkit under constraints that cannot change
+# those versions. An environment is reused as long as its stamp matches (release, extra
+# pins, pyproject files, install script); LK_MATRIX_REFRESH=1 reinstalls.
 # Then `python -m pytest -q -m "not e2e"` runs in it from the repository root. A table at
 # the end gives, per release, the opentelemetry-sdk resolved, the setup time and the test
 # result; the exit status is non-zero when any release failed.
@@ -53,15 +55,14 @@ version_lt() {
 # - Before 1.8.7 livekit-agents imports httpx (livekit/agents/inference/*.py), but
 #   1.3.6-1.6.9 let pip pick openai 3.x, which no longer depends on httpx: pin openai below
 #   3 (1.6.10+ cap it themselves; the pin is harmless there). 1.8.7+ need openai>=3.19.
-# - 1.8.7+ pin opentelemetry >=1.45,<1.46. opentelemetry 1.45.2 / contrib 0.66b2 are
-#   published without opentelemetry-instrumentation-aiohttp-client 0.66b2 (a dev extra),
-#   and pip fails to backtrack out of it: hold the SDK at 1.45.1, whose contrib set is
-#   complete.
+# - Nothing holds OpenTelemetry back: each release gets the newest SDK it allows (1.45.2
+#   for 1.8.7+ today), the one a user's plain install gets. install_dev.sh keeps the dev
+#   tools from changing it.
 extra_pins() {
     if version_lt "$1" 1.8.7; then
         echo "openai<3 ${LK_MATRIX_EXTRA_PINS:-}"
     else
-        echo "opentelemetry-sdk<1.45.2 ${LK_MATRIX_EXTRA_PINS:-}"
+        echo "${LK_MATRIX_EXTRA_PINS:-}"
     fi
 }
 
@@ -70,7 +71,7 @@ stamp_of() {
     {
         echo "livekit-agents==$ver"
         extra_pins "$ver"
-        cat "$ROOT/pyproject.toml" "$ROOT/devkit/pyproject.toml"
+        cat "$ROOT/pyproject.toml" "$ROOT/devkit/pyproject.toml" "$ROOT/scripts/install_dev.sh"
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -87,14 +88,11 @@ setup_venv() {
     local start=$SECONDS
     local -a pins
     read -r -a pins <<< "$(extra_pins "$ver")"
+    echo "    setting up $venv (livekit-agents==$ver ${pins[*]}); progress in $log" >&2
     if ! (
         echo "== $(date -u +%FT%TZ) setting up $venv with: livekit-agents==$ver ${pins[*]}"
-        if [ ! -x "$venv/bin/python" ]; then
-            "$PYTHON" -m venv "$venv" || exit 1
-        fi
-        "$venv/bin/python" -m pip install --disable-pip-version-check \
-            -e "${ROOT}[dev]" -e "${ROOT}/devkit" "livekit-agents==$ver" "${pins[@]}" || exit 1
-        "$venv/bin/python" -c "import livekit.agents" || exit 1
+        PYTHON="$PYTHON" bash "$ROOT/scripts/install_dev.sh" "$venv" \
+            "livekit-agents==$ver" "${pins[@]}" || exit 1
     ) > "$log" 2>&1; then
         rm -f "$stamp_file"
         echo "FAILED after $((SECONDS - start))s (see $log)"
