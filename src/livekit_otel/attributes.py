@@ -55,6 +55,11 @@ LK_TURN_EOU_DELAY: Final = "lk.turn.eou_delay"
 LK_TURN_LLM_TTFT: Final = "lk.turn.llm_ttft"
 LK_TURN_TTS_TTFB: Final = "lk.turn.tts_ttfb"
 LK_TURN_TOTAL_LATENCY: Final = "lk.turn.total_latency"
+# measured latency: the end of the user's speech to the first audio frame handed to the output
+LK_TURN_PERCEIVED_LATENCY: Final = "lk.turn.perceived_latency"
+LK_TURN_LATENCY_PREFIX: Final = "lk.turn.latency."  # + one of LATENCY_PARTS
+LATENCY_PARTS: Final = ("end_of_turn", "on_user_turn_completed", "llm", "tools", "tts", "playout")
+LK_TURN_PLAYED_DURATION: Final = "lk.turn.played_duration"
 LK_TURN_USER_TEXT: Final = "lk.turn.user_text"
 LK_TURN_AGENT_TEXT: Final = "lk.turn.agent_text"
 

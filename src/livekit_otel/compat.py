@@ -30,6 +30,8 @@ SUPPORTED_RANGE = "livekit-agents >= 1.3.6, < 1.9"
 
 MODULE_SESSION = "livekit.agents.voice.agent_session"
 MODULE_ACTIVITY = "livekit.agents.voice.agent_activity"
+MODULE_GENERATION = "livekit.agents.voice.generation"
+MODULE_TTS = "livekit.agents.tts.tts"
 
 
 class UnsupportedVersionError(RuntimeError):
@@ -106,6 +108,16 @@ END_OF_TURN = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_turn", "user turns"
 LLM_INFERENCE = Hook(MODULE_ACTIVITY, "perform_llm_inference", "llm_node spans")
 TTS_INFERENCE = Hook(MODULE_ACTIVITY, "perform_tts_inference", "tts_node spans")
 TOOL_EXECUTIONS = Hook(MODULE_ACTIVITY, "perform_tool_executions", "function_tool spans")
+# the moments of measured latency
+END_OF_SPEECH = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_speech", "end of user speech")
+# agent_activity imports perform_audio_forwarding by name (say(), and every reply before 1.6);
+# from 1.6 a reply's audio goes through generation's own: the call sites are disjoint
+FORWARDING_IN_ACTIVITY = Hook(MODULE_ACTIVITY, "perform_audio_forwarding", "first audio played")
+FORWARDING_IN_GENERATION = Hook(MODULE_GENERATION, "perform_audio_forwarding", "first audio played")
+# a sentence-by-sentence TTS (tts.StreamAdapter) sends each sentence to synthesize(); a
+# streaming TTS gets the text through push_text
+TTS_REQUEST = Hook(MODULE_TTS, "ChunkedStream.__init__", "text sent to synthesis")
+TTS_PUSH_TEXT = Hook(MODULE_TTS, "SynthesizeStream.push_text", "text sent to synthesis")
 
 
 # -- reading livekit objects -------------------------------------------------------------
@@ -386,6 +398,23 @@ def builtin_follows_global() -> bool:
         return False
     provider = getattr(builtin, "_tracer_provider", None)
     return provider is None or isinstance(provider, trace.ProxyTracerProvider)
+
+
+def vad_speech_end(event: Any, now: float) -> float:
+    """When the user's speech ended, as a VAD end-of-speech event dates it (``now`` without one)."""
+    silence = getattr(event, "silence_duration", 0.0) or 0.0
+    inference = getattr(event, "inference_duration", 0.0) or 0.0  # 1.4+
+    return now - float(silence) - float(inference)
+
+
+# streams that receive the LLM's raw tokens and pass whole sentences (or the same tokens)
+# on to another TTS: their push_text is not the text reaching a synthesizer
+_FORWARDING_STREAMS = frozenset({"StreamAdapterWrapper", "FallbackSynthesizeStream"})
+
+
+def sends_text_to_synthesis(stream: Any) -> bool:
+    """Whether ``push_text`` on this stream hands text to a synthesizer itself."""
+    return type(stream).__name__ not in _FORWARDING_STREAMS
 
 
 # -- private shapes of a session, a reply and a tool call -----------------------------------

@@ -34,6 +34,7 @@ from .facts import (
     TtsResult,
     UserTurnFacts,
 )
+from .latency import Latency
 
 Attributes = dict[str, AttributeValue]
 
@@ -227,6 +228,10 @@ class Conventions:
             values[attr.LK_TURN_TOTAL_LATENCY] = facts.eou_delay + facts.llm_ttft + facts.tts_ttfb
         if facts.realtime is not None:
             values.update(facts.realtime.attributes())
+        if facts.latency is not None:
+            self._set_latency(values, facts.latency)
+        if facts.played_duration is not None:
+            values[attr.LK_TURN_PLAYED_DURATION] = round(facts.played_duration, 6)
         if facts.interrupted:
             self._set_warning(values, INTERRUPTED_MESSAGE)
         self._set_dialogue(
@@ -419,6 +424,11 @@ class Conventions:
             values[attr.LLM_TOKEN_COUNT_TOTAL] = input_tokens + output_tokens
             if cached:
                 values[attr.LLM_TOKEN_COUNT_CACHE_READ] = cached
+
+    def _set_latency(self, values: Attributes, latency: Latency) -> None:
+        values[attr.LK_TURN_PERCEIVED_LATENCY] = round(latency.total, 6)
+        for part in attr.LATENCY_PARTS:
+            values[attr.LK_TURN_LATENCY_PREFIX + part] = round(getattr(latency, part), 6)
 
     def _set_warning(self, values: Attributes, message: str) -> None:
         if self.langfuse:

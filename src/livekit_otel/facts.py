@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .latency import Latency
 from .metrics import MetricsAggregate
 
 
@@ -74,6 +75,8 @@ class AgentTurnFacts:
     user_text: str | None = None
     spoken_text: str | None = None
     realtime: MetricsAggregate | None = None
+    latency: Latency | None = None
+    played_duration: float | None = None
 
 
 @dataclass(frozen=True)

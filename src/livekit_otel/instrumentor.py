@@ -33,6 +33,11 @@ WRAP_TABLE = (
     (compat.LLM_INFERENCE, wrappers.llm_inference),
     (compat.TTS_INFERENCE, wrappers.tts_inference),
     (compat.TOOL_EXECUTIONS, wrappers.tool_executions),
+    (compat.END_OF_SPEECH, wrappers.end_of_speech),
+    (compat.FORWARDING_IN_ACTIVITY, wrappers.audio_forwarding),
+    (compat.FORWARDING_IN_GENERATION, wrappers.audio_forwarding),
+    (compat.TTS_REQUEST, wrappers.tts_request),
+    (compat.TTS_PUSH_TEXT, wrappers.tts_request),
 )
 
 

@@ -226,10 +226,15 @@ class SessionRecorder:
         elif kind == "eou":
             speech_id = getattr(metrics, "speech_id", None)
             speech_id = speech_id if isinstance(speech_id, str) else None
+            hook_ended_at = time.time()
+            user = self.user_turns.end_of_turn(metrics, speech_id)
             turn = self.turns.get(speech_id) if speech_id else None
             if turn is not None:
                 turn.facts.eou_delay = seconds(getattr(metrics, "end_of_utterance_delay", None))
-            self.user_turns.end_of_turn(metrics, speech_id)
+                if user is not None:
+                    ended = user.speech_ended_at or user.stopped_at
+                    turn.timeline.user_turn(ended, user.committed_at)
+                    turn.timeline.hook_ended_at = hook_ended_at
         elif kind == "stt":
             self._count(attr.LK_USAGE_STT_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
             self.user_turns.stt_metrics(metrics)

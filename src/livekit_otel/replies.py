@@ -30,6 +30,7 @@ from .facts import (
     TtsRequest,
     TtsResult,
 )
+from .latency import Playback, Timeline
 from .metrics import MetricsAggregate
 from .spans import SessionSpans, seconds
 
@@ -69,6 +70,7 @@ class AgentTurn:
         "handle",
         "nodes",
         "span",
+        "timeline",
     )
 
     def __init__(self, span: Span, facts: AgentTurnFacts, handle: Any) -> None:
@@ -80,6 +82,7 @@ class AgentTurn:
         self.agent_text: list[str] = []
         self.done_callback: Any = None
         self.ended = False
+        self.timeline = Timeline()
 
 
 class Replies:
@@ -101,6 +104,7 @@ class Replies:
         self.agent_turn_count = 0
         self.prompt = content.PromptWindow()
         self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
+        self.playback = Playback()
 
     def component(self, name: str) -> Any | None:
         """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
@@ -115,6 +119,7 @@ class Replies:
         """The session closes: end every reply still open, as interrupted."""
         for turn in list(self.turns.values()):
             self.end_agent_turn(turn, closing=True)
+        self.playback.close()
 
     def speech_created(self, event: Any) -> None:
         """A reply was created: open its ``agent_turn``."""
@@ -193,6 +198,9 @@ class Replies:
         )
         facts.discarded = not compat.speech_scheduled(turn.handle)
         facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
+        facts.latency = turn.timeline.latency()
+        if turn.timeline.segments:
+            facts.played_duration = turn.timeline.played
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         turn.span.end()
 
@@ -279,6 +287,8 @@ class Replies:
 
     def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:
         """A tool call returned (or raised)."""
+        if node.turn is not None:
+            node.turn.timeline.tools.append((node.started_at, time.time()))
         call = node.call or ToolCall("", "", "")
         self._end_node(node, self.conventions.tool_end(call, result), error)
 

@@ -26,6 +26,7 @@ class UserTurn:
     __slots__ = (
         "committed_at",
         "input_mode",
+        "speech_ended_at",
         "speech_id",
         "started_at",
         "stopped_at",
@@ -36,6 +37,7 @@ class UserTurn:
     def __init__(self, started_at: float, input_mode: str) -> None:
         self.started_at = started_at
         self.stopped_at: float | None = None
+        self.speech_ended_at: float | None = None
         self.committed_at: float | None = None
         self.transcript: str = ""
         self.input_mode = input_mode
@@ -81,6 +83,14 @@ class UserTurns:
         """The user stopped speaking."""
         if self.current is not None:
             self.current.stopped_at = at
+
+    def speech_ended(self, at: float) -> None:
+        """The VAD dated the end of the user's speech (the last one before the commit counts)."""
+        if self.current is not None:
+            self.current.speech_ended_at = at
+        elif self._awaiting_eou and self._awaiting_eou[-1].speech_ended_at is None:
+            # a late end of speech, after a commit that did not wait for it
+            self._awaiting_eou[-1].speech_ended_at = at
 
     def transcribed(self, text: str, at: float) -> None:
         """A final transcript of the utterance being heard."""
@@ -136,13 +146,13 @@ class UserTurns:
                 self._pending_stt = MetricsAggregate("stt")
             self._pending_stt.add(metrics)
 
-    def end_of_turn(self, metrics: Any, speech_id: str | None) -> None:
+    def end_of_turn(self, metrics: Any, speech_id: str | None) -> UserTurn | None:
         """End-of-turn metrics: the committed utterance they decided is written now."""
         turn = COMMITTING_TURN.get()
         if turn is None or turn not in self._awaiting_eou:
             turn = self._awaiting_eou[0] if self._awaiting_eou else None
         if turn is None:
-            return
+            return None
         self._awaiting_eou.remove(turn)
         turn.speech_id = speech_id
         span, end = self._write(turn, metrics)
@@ -151,8 +161,9 @@ class UserTurns:
             # the span open, with its end time fixed, until they do or the reply is over
             self.settle()
             self._settling = (turn, span, end)
-            return
+            return turn
         span.end(end)
+        return turn
 
     def reply_over(self, speech_id: str) -> None:
         """A reply ended: so does the wait for the STT metrics of the turn that caused it."""

@@ -7,8 +7,10 @@ logged once per hook, and never reaches the agent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from opentelemetry.trace import Tracer
 from . import compat
 from .config import Options
 from .facts import LlmRequest, ToolCall, ToolResult, TtsRequest
+from .latency import Timeline
 from .recorder import SessionRecorder
 from .replies import ACTIVE_NODE, Node
 from .user_turns import COMMITTING_TURN
@@ -296,11 +299,114 @@ def _start_tts_node(
         kwargs = {**kwargs, "input": _tee_text(kwargs["input"], text)}
     model, provider = _model_and_provider(recorder, kwargs, "tts")
     node = recorder.replies.tts_started(TtsRequest(model, provider), compat.current_speech(), text)
+    if node.turn is not None and callable(kwargs.get("node")):
+        kwargs = {**kwargs, "node": _stamping_tts_node(kwargs["node"], node.turn.timeline)}
     return node, kwargs
+
+
+def _stamping_tts_node(tts_node: Callable[..., Any], timeline: Timeline) -> Callable[..., Any]:
+    """LiveKit's TTS node, noting when it yields its first audio frame.
+
+    LiveKit awaits a node that returns a coroutine, then iterates what it returns.
+    """
+
+    async def node(*args: Any, **kwargs: Any) -> Any:
+        frames = tts_node(*args, **kwargs)
+        if asyncio.iscoroutine(frames):
+            frames = await frames
+        if not isinstance(frames, AsyncIterable):
+            return frames
+        return _on_first(frames, timeline.audio_synthesized)
+
+    return node
+
+
+async def _on_first(items: AsyncIterable[Any], note: Callable[[float], None]) -> AsyncIterator[Any]:
+    """Pass items through unchanged, calling ``note(time)`` as the first one goes by."""
+    iterator = items.__aiter__()
+    try:
+        first = True
+        async for item in iterator:
+            if first:
+                first = False
+                note(time.time())
+            yield item
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _finish_tts_node(recorder: SessionRecorder, node: Node, data: Any, task: Any) -> None:
     recorder.replies.tts_finished(node, task.cancelled(), _task_error(task))
+
+
+# -- measured latency --------------------------------------------------------------------
+def end_of_speech(state: State) -> Wrapper:
+    """``AgentActivity.on_end_of_speech``: the VAD dates the end of the user's speech."""
+
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        recorder = recorder_of(compat.activity_session(instance))
+        if recorder is not None:
+            try:
+                event = args[0] if args else kwargs.get("ev")
+                recorder.user_turns.speech_ended(compat.vad_speech_end(event, time.time()))
+            except Exception:
+                state.report("AgentActivity.on_end_of_speech")
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def _current_timeline() -> Timeline | None:
+    recorder = _current_recorder()
+    turn = recorder.replies.turn_for(compat.current_speech()) if recorder is not None else None
+    return turn.timeline if turn is not None else None
+
+
+def audio_forwarding(state: State) -> Wrapper:
+    """``perform_audio_forwarding``: when a reply's first frame is handed to the audio output."""
+
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            recorder = _current_recorder()
+            turn = recorder.replies.turn_for(compat.current_speech()) if recorder else None
+            frames, output = kwargs.get("tts_output"), kwargs.get("audio_output")
+            if recorder is not None and turn is not None and isinstance(frames, AsyncIterable):
+                playback, timeline = recorder.replies.playback, turn.timeline
+
+                def handed_over(at: float) -> None:
+                    timeline.frame_handed_over(at)
+                    playback.segment_started(output, timeline)
+
+                kwargs = {**kwargs, "tts_output": _on_first(frames, handed_over)}
+        except Exception:
+            state.report("perform_audio_forwarding")
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def tts_request(state: State) -> Wrapper:
+    """``ChunkedStream.__init__`` / ``SynthesizeStream.push_text``: text reaches a synthesizer."""
+
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            if compat.sends_text_to_synthesis(instance):
+                timeline = _current_timeline()
+                if timeline is not None:
+                    timeline.text_sent(time.time())
+        except Exception:
+            state.report("text sent to synthesis")
+        return wrapped(*args, **kwargs)
+
+    return wrapper
 
 
 def tool_executions(state: State) -> Wrapper:
