@@ -10,6 +10,9 @@ scripted call (``SCRIPT`` of ``examples/offline_demo.py``) exported to it with
 ``setup_otlp``, read the trace back, take a headless Chromium screenshot of it with the
 ``llm_node`` of the tool-calling turn selected (``scripts/screenshot_phoenix.py``), and
 stop the server. Chromium comes from ``scripts/install_chromium.sh``.
+
+The page is captured twice, ``--settle-ms`` of page time apart; unless the two captures
+are identical the script fails and the existing PNG is left as it was.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 chromium=args.chromium,
                 budget_ms=args.budget_ms,
+                settle_ms=args.settle_ms,
                 window=args.window,
             )
         finally:

@@ -14,6 +14,11 @@ The page shown is the project's trace list with the trace's detail pane open,
 Chromium is Debian's (`scripts/install_chromium.sh` installs it). It runs with a fresh
 profile in a temporary directory and with background networking switched off, so it only
 talks to the Phoenix server. Uses the standard library only.
+
+The page must have settled: the page is captured twice, after `--budget-ms` and after
+`--budget-ms` + `--settle-ms` of page time, and the two pictures must be identical, or the
+script fails (a pane still sliding in, a spinner, a chart still drawing) and leaves `--out`
+as it was.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from typing import Any
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_BUDGET_MS = 40_000
-"""Virtual ms the SPA gets: at 20 s the trace pane is still sliding in; 40 s settles it."""
+"""Virtual ms the single-page app gets before the first capture (it settles by about 20 s)."""
+DEFAULT_SETTLE_MS = 5_000
+"""Page time between the two captures that must be identical."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_PNG_BYTES = 10_000
 """A blank page at 1600x1000 compresses to a few kB; a rendered trace view is far larger."""
@@ -106,6 +113,12 @@ def chromium_command(
         "--disable-default-apps",
         "--disable-extensions",
         "--hide-scrollbars",
+        # without these the detail pane's slide-in runs on the compositor's real clock, not
+        # the virtual one, and the picture catches it half way: no motion, and every
+        # animation frame drawn on virtual time
+        "--force-prefers-reduced-motion",
+        "--run-all-compositor-stages-before-draw",
+        "--disable-threaded-animation",
         f"--user-data-dir={profile_dir}",
         f"--window-size={window}",
         f"--screenshot={out}",
@@ -114,25 +127,14 @@ def chromium_command(
     ]
 
 
-def take_screenshot(
-    url: str,
-    out: Path,
-    *,
-    chromium: str = DEFAULT_CHROMIUM,
-    budget_ms: int = DEFAULT_BUDGET_MS,
-    window: str = "1600,1000",
-    timeout_s: float = 120.0,
-) -> Path:
-    """Screenshot `url` into `out` with a throw-away Chromium profile; return `out`.
+class UnsettledPageError(SystemExit):
+    """The two captures of the page differ: it was still changing."""
 
-    `budget_ms` is Chromium's virtual time budget: how much page time (timers, network
-    waits) the single-page app gets before the picture is taken.
-    """
-    if not Path(chromium).is_file():
-        raise SystemExit(f"{chromium} not found: run scripts/install_chromium.sh first")
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
+
+def _capture(
+    chromium: str, url: str, out: Path, budget_ms: int, window: str, timeout_s: float
+) -> None:
+    """One headless Chromium run that writes a PNG of `url` after `budget_ms` of page time."""
     profile_dir = Path(tempfile.mkdtemp(prefix="livekit-otel-chromium-"))
     try:
         command = chromium_command(chromium, url, out, profile_dir, budget_ms, window)
@@ -152,6 +154,45 @@ def take_screenshot(
     with out.open("rb") as png:
         if png.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
             raise SystemExit(f"{out} is not a PNG")
+
+
+def take_screenshot(
+    url: str,
+    out: Path,
+    *,
+    chromium: str = DEFAULT_CHROMIUM,
+    budget_ms: int = DEFAULT_BUDGET_MS,
+    settle_ms: int = DEFAULT_SETTLE_MS,
+    window: str = "1600,1000",
+    timeout_s: float = 120.0,
+) -> Path:
+    """Screenshot `url` into `out` once the page has settled; return `out`.
+
+    `budget_ms` is Chromium's virtual time budget: how much page time (timers, network
+    waits) the single-page app gets before the picture is taken. A second capture is taken
+    after `settle_ms` more; unless the two are identical, `UnsettledPageError` is raised
+    and `out` is left untouched.
+    """
+    if not Path(chromium).is_file():
+        raise SystemExit(f"{chromium} not found: run scripts/install_chromium.sh first")
+    if settle_ms <= 0:
+        raise SystemExit("--settle-ms must be a positive number of milliseconds")
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="livekit-otel-screenshot-"))
+    try:
+        first, second = work / "first.png", work / "second.png"
+        _capture(chromium, url, first, budget_ms, window, timeout_s)
+        _capture(chromium, url, second, budget_ms + settle_ms, window, timeout_s)
+        if first.read_bytes() != second.read_bytes():
+            raise UnsettledPageError(
+                f"the page was still changing between {budget_ms} and "
+                f"{budget_ms + settle_ms} ms of page time (the two captures differ), so no "
+                f"screenshot was written to {out}; try a larger --budget-ms"
+            )
+        shutil.move(str(second), out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 
@@ -178,6 +219,12 @@ def add_browser_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BUDGET_MS,
         help="virtual time budget the page gets before the screenshot",
     )
+    parser.add_argument(
+        "--settle-ms",
+        type=int,
+        default=DEFAULT_SETTLE_MS,
+        help="page time between the two captures, which must be identical",
+    )
     parser.add_argument("--window", default="1600,1000", help="window size WIDTH,HEIGHT")
 
 
@@ -190,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     url = trace_view_url(base_url, trace_id, args.project, span_id)
     started = time.monotonic()
     out = take_screenshot(
-        url, args.out, chromium=args.chromium, budget_ms=args.budget_ms, window=args.window
+        url,
+        args.out,
+        chromium=args.chromium,
+        budget_ms=args.budget_ms,
+        settle_ms=args.settle_ms,
+        window=args.window,
     )
     size = out.stat().st_size
     print(f"{out} ({size} bytes, {time.monotonic() - started:.1f}s) <- {url}")
