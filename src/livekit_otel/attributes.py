@@ -98,12 +98,12 @@ EXCEPTION_TYPE: Final = "exception.type"
 # -- session and user, read by Langfuse and Phoenix ---------------------------------------
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
 METADATA: Final = "metadata"  # OpenInference: one JSON object
 
 # -- OpenTelemetry GenAI conventions -------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = _genai("GEN_AI_OPERATION_NAME", "gen_ai.operation.name")
 GEN_AI_REQUEST_MODEL: Final = _genai("GEN_AI_REQUEST_MODEL", "gen_ai.request.model")
-GEN_AI_RESPONSE_MODEL: Final = _genai("GEN_AI_RESPONSE_MODEL", "gen_ai.response.model")
 GEN_AI_PROVIDER_NAME: Final = _genai("GEN_AI_PROVIDER_NAME", "gen_ai.provider.name")
 GEN_AI_CONVERSATION_ID: Final = _genai("GEN_AI_CONVERSATION_ID", "gen_ai.conversation.id")
 GEN_AI_AGENT_NAME: Final = _genai("GEN_AI_AGENT_NAME", "gen_ai.agent.name")
@@ -127,9 +127,6 @@ GEN_AI_TOOL_DEFINITIONS: Final = _genai("GEN_AI_TOOL_DEFINITIONS", "gen_ai.tool.
 GEN_AI_TOOL_TYPE: Final = _genai("GEN_AI_TOOL_TYPE", "gen_ai.tool.type")
 GEN_AI_INPUT_MESSAGES: Final = _genai("GEN_AI_INPUT_MESSAGES", "gen_ai.input.messages")
 GEN_AI_OUTPUT_MESSAGES: Final = _genai("GEN_AI_OUTPUT_MESSAGES", "gen_ai.output.messages")
-GEN_AI_REQUEST_TEMPERATURE: Final = _genai(
-    "GEN_AI_REQUEST_TEMPERATURE", "gen_ai.request.temperature"
-)
 GEN_AI_OPERATION_CHAT: Final = "chat"
 GEN_AI_OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 GEN_AI_OPERATION_INVOKE_AGENT: Final = "invoke_agent"
@@ -140,8 +137,6 @@ LANGFUSE_USER_ID: Final = "langfuse.user.id"
 LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
 LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
-LANGFUSE_TRACE_INPUT: Final = "langfuse.trace.input"
-LANGFUSE_TRACE_OUTPUT: Final = "langfuse.trace.output"
 LANGFUSE_RELEASE: Final = "langfuse.release"
 LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
 LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"

@@ -85,10 +85,13 @@ def _conventions(value: str | Sequence[str]) -> frozenset[str]:
     chosen = frozenset(name.strip().lower() for name in names if name.strip())
     if "all" in chosen:
         return frozenset(CONVENTIONS)
+    if chosen == {"none"}:
+        return frozenset()
     unknown = sorted(chosen - set(CONVENTIONS))
     if unknown:
         raise ValueError(
-            f"unknown convention(s) {', '.join(unknown)}: choose from {', '.join(CONVENTIONS)}"
+            f"unknown convention(s) {', '.join(unknown)}: choose from "
+            f"{', '.join(CONVENTIONS)}, or 'all', or 'none'"
         )
     return chosen
 
@@ -112,7 +115,7 @@ def resolve_options(**kwargs: Any) -> Options:
         if env_capture is not None:
             values["capture_content"] = env_capture
     conventions = values.get("conventions", os.environ.get(ENV_CONVENTIONS))
-    if conventions:
+    if conventions is not None and (conventions or "conventions" in values):
         values["conventions"] = _conventions(conventions)
     trace_per = values.get("trace_per", os.environ.get(ENV_TRACE_PER) or "session")
     if trace_per not in ("session", "turn"):

@@ -75,7 +75,8 @@ _REGISTRY_BY_NAME = {
     "cohere": "cohere",
 }
 
-INTERRUPTED_MESSAGE = "interrupted: the user spoke over the reply"
+INTERRUPTED_MESSAGE = "interrupted before it finished"
+CLOSED_MESSAGE = "cut off: the session closed before the reply finished"
 
 
 def provider_name(provider: str) -> str:
@@ -111,13 +112,15 @@ class Conventions:
         }
         if facts.user_id:
             values[attr.USER_ID] = facts.user_id
-        if self.langfuse:
-            if facts.user_id:
+            if self.langfuse:
                 values[attr.LANGFUSE_USER_ID] = facts.user_id
-            if facts.environment:
-                values[attr.LANGFUSE_ENVIRONMENT] = facts.environment
-            if facts.release:
-                values[attr.LANGFUSE_RELEASE] = facts.release
+        # like the session id, under Langfuse's keys whatever the conventions: no other
+        # convention has a per-span key for them
+        if facts.environment:
+            values[attr.LANGFUSE_ENVIRONMENT] = facts.environment
+            values[attr.DEPLOYMENT_ENVIRONMENT_NAME] = facts.environment
+        if facts.release:
+            values[attr.LANGFUSE_RELEASE] = facts.release
         return values
 
     def trace_root(self, name: str, facts: SessionFacts) -> Attributes:
@@ -233,7 +236,7 @@ class Conventions:
         if facts.played_duration is not None:
             values[attr.LK_TURN_PLAYED_DURATION] = round(facts.played_duration, 6)
         if facts.interrupted:
-            self._set_warning(values, INTERRUPTED_MESSAGE)
+            self._set_warning(values, _interruption(facts))
         self._set_dialogue(
             values,
             facts.user_text,
@@ -521,6 +524,14 @@ class Conventions:
                 values[lk_input] = heard
             if lk_output and said is not None:
                 values[lk_output] = said
+
+
+def _interruption(facts: AgentTurnFacts) -> str:
+    if facts.closed_mid_reply:
+        return CLOSED_MESSAGE
+    if facts.played_duration is not None:
+        return f"interrupted after {facts.played_duration:.2f} s of audio"
+    return INTERRUPTED_MESSAGE
 
 
 def _messages(role: str, text: str) -> str:

@@ -68,6 +68,7 @@ class AgentTurnFacts:
     source: str
     agent_name: str | None
     interrupted: bool = False
+    closed_mid_reply: bool = False
     discarded: bool = False
     eou_delay: float | None = None
     llm_ttft: float | None = None

@@ -193,9 +193,8 @@ class Replies:
             if not node.ended:
                 self._end_node(node, {attr.LK_CANCELLED: True})
         facts = turn.facts
-        facts.interrupted = compat.speech_interrupted(turn.handle) or (
-            closing and not turn.handle.done()
-        )
+        facts.closed_mid_reply = closing and not turn.handle.done()
+        facts.interrupted = compat.speech_interrupted(turn.handle) or facts.closed_mid_reply
         facts.discarded = not compat.speech_scheduled(turn.handle)
         facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
         facts.latency = turn.timeline.latency()
