@@ -29,6 +29,20 @@ SPAN_LLM_NODE: Final = "llm_node"
 SPAN_FUNCTION_TOOL: Final = "function_tool"
 SPAN_TTS_NODE: Final = "tts_node"
 
+# -- metric instruments (OpenTelemetry metrics) ------------------------------------------
+METRIC_PERCEIVED_LATENCY: Final = "lk.turn.perceived_latency"  # histogram, s
+METRIC_LATENCY_PART: Final = "lk.turn.latency"  # histogram, s, by LK_LATENCY_PART
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram, s
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # s
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, {token}
+METRIC_TURNS: Final = "lk.turns"  # counter, by LK_TURN_INTERRUPTED
+METRIC_TTS_CHARACTERS: Final = "lk.usage.tts_characters"  # counter
+METRIC_STT_AUDIO_DURATION: Final = "lk.usage.stt_audio_duration"  # counter, s
+LK_LATENCY_PART: Final = "lk.latency.part"  # one of LATENCY_PARTS
+LK_MODEL: Final = "lk.model"  # the STT or TTS model a usage counter counts for
+LK_PROVIDER: Final = "lk.provider"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # "input" or "output"
+
 # -- LiveKit (lk.*) -------------------------------------------------------------------------
 METRICS_PREFIX: Final = "lk."  # lk.<kind>.<field>, kind one of METRICS_KINDS
 METRICS_KINDS: Final = ("stt", "llm", "tts", "eou", "vad", "realtime")

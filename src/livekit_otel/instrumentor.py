@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -19,6 +19,7 @@ from . import compat, wrappers
 from .attributes import INSTRUMENTATION_SCOPE
 from .config import resolve_options
 from .lifecycle import close_open_sessions, register_flush_on_shutdown
+from .meters import Instruments
 from .package import _instruments
 from .version import __version__
 
@@ -73,9 +74,11 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         provider = kwargs.pop("tracer_provider", None)
-        kwargs.pop("meter_provider", None)
+        meter_provider = kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
-        state = wrappers.State(_tracer_from(provider), options)
+        meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=meter_provider)
+        instruments = Instruments(meter, options.environment)
+        state = wrappers.State(_tracer_from(provider), options, instruments)
         active = _Active(state, provider)
         state.on_session_start = self._on_session_start
         type(self)._active = active

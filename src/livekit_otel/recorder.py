@@ -21,6 +21,7 @@ from . import compat, content, lifecycle
 from .config import Options
 from .conventions import Attributes, Conventions
 from .facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
+from .meters import Instruments
 from .metrics import MetricsAggregate, metrics_kind
 from .replies import Replies
 from .spans import SessionSpans, ns, seconds
@@ -42,7 +43,9 @@ _USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
 class SessionRecorder:
     """Tracing state of one session, from ``AgentSession.start`` to its close."""
 
-    def __init__(self, tracer: Tracer, options: Options, session: Any, agent: Any) -> None:
+    def __init__(
+        self, tracer: Tracer, options: Options, session: Any, agent: Any, instruments: Instruments
+    ) -> None:
         self.options = options
         self.conventions = Conventions(options)
         self.closed = False
@@ -58,7 +61,8 @@ class SessionRecorder:
             release=options.release,
         )
         self.spans = SessionSpans(tracer, self.conventions, self.facts, options.trace_per == "turn")
-        self.replies = Replies(self.spans, options, session, self._reply_over)
+        self.instruments = instruments
+        self.replies = Replies(self.spans, options, session, self._reply_over, instruments)
         self.user_turns = UserTurns(self._write_user_turn)
         self.vad = MetricsAggregate("vad")
         self.usage: dict[str, float] = {}
@@ -223,6 +227,8 @@ class SessionRecorder:
             for key, field in _USAGE_FIELDS[kind]:
                 self._count(key, getattr(metrics, field, 0))
             self.replies.node_metrics(kind, metrics)
+            if kind == "tts":
+                self._record_usage("tts", getattr(metrics, "characters_count", 0))
         elif kind == "eou":
             speech_id = getattr(metrics, "speech_id", None)
             speech_id = speech_id if isinstance(speech_id, str) else None
@@ -237,6 +243,7 @@ class SessionRecorder:
                     turn.timeline.hook_ended_at = hook_ended_at
         elif kind == "stt":
             self._count(attr.LK_USAGE_STT_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
+            self._record_usage("stt", getattr(metrics, "audio_duration", 0))
             self.user_turns.stt_metrics(metrics)
         elif kind == "vad":
             self.vad.add(metrics)
@@ -246,6 +253,11 @@ class SessionRecorder:
                 if turn.facts.realtime is None:
                     turn.facts.realtime = MetricsAggregate("realtime")
                 turn.facts.realtime.add(metrics)
+
+    def _record_usage(self, kind: str, amount: Any) -> None:
+        if isinstance(amount, (int, float)) and amount > 0:
+            component = compat.model_and_provider(self.replies.component(kind))
+            self.instruments.record_usage(kind, amount, component)
 
     def _count(self, key: str, value: Any) -> None:
         if isinstance(value, (int, float)) and value:

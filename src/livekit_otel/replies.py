@@ -31,6 +31,7 @@ from .facts import (
     TtsResult,
 )
 from .latency import Playback, Timeline
+from .meters import Instruments
 from .metrics import MetricsAggregate
 from .spans import SessionSpans, seconds
 
@@ -40,7 +41,17 @@ logger = logging.getLogger("livekit_otel")
 class Node:
     """An open ``llm_node``, ``tts_node`` or ``function_tool`` span."""
 
-    __slots__ = ("call", "context", "ended", "metrics", "span", "started_at", "text", "turn")
+    __slots__ = (
+        "call",
+        "context",
+        "ended",
+        "metrics",
+        "model",
+        "span",
+        "started_at",
+        "text",
+        "turn",
+    )
 
     def __init__(self, span: Span, turn: AgentTurn | None) -> None:
         self.span = span
@@ -51,6 +62,7 @@ class Node:
         self.started_at = time.time()
         self.text: list[str] | None = None
         self.call: ToolCall | None = None
+        self.model: tuple[str | None, str | None] = (None, None)
 
 
 # the node whose inference task is running; LiveKit emits LLM and TTS metrics inside it
@@ -94,12 +106,14 @@ class Replies:
         options: Options,
         session: Any,
         reply_over: Callable[[str], None],
+        instruments: Instruments,
     ) -> None:
         self.spans = spans
         self.conventions = spans.conventions
         self.options = options
         self._session = weakref.ref(session)
         self._reply_over = reply_over
+        self.instruments = instruments
         self.turns: dict[str, AgentTurn] = {}
         self.agent_turn_count = 0
         self.prompt = content.PromptWindow()
@@ -202,6 +216,7 @@ class Replies:
             facts.played_duration = turn.timeline.played
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         turn.span.end()
+        self.instruments.record_turn(facts)
 
     # -- nodes: LLM, tools, TTS ---------------------------------------------------------------
     def _start_node(self, name: str, speech: Any | None, values: Attributes) -> Node:
@@ -238,7 +253,9 @@ class Replies:
             )
         items = len(request.chat_items) if request.chat_items is not None else None
         values = self.conventions.llm_start(request, prompt, items)
-        return self._start_node(attr.SPAN_LLM_NODE, speech, values)
+        node = self._start_node(attr.SPAN_LLM_NODE, speech, values)
+        node.model = (request.model, request.provider)
+        return node
 
     def tool_definitions(self, tools: list[Any]) -> str | None:
         """The tools offered to the LLM as ``gen_ai.tool.definitions`` JSON, once per tool set."""
@@ -271,6 +288,15 @@ class Replies:
             output_tokens=completion if reported and isinstance(completion, int) else None,
             cached_input_tokens=cached if reported and isinstance(cached, int) else None,
             interrupted=cancelled,
+        )
+        self.instruments.record_operation(
+            attr.GEN_AI_OPERATION_CHAT,
+            *node.model,
+            duration=time.time() - node.started_at,
+            first_chunk=reply.ttft,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            agent_name=node.turn.facts.agent_name if node.turn is not None else None,
         )
         metrics = usage.attributes() if usage is not None else {}
         values = self.conventions.llm_end(response, metrics)

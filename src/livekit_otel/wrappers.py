@@ -21,6 +21,7 @@ from . import compat
 from .config import Options
 from .facts import LlmRequest, ToolCall, ToolResult, TtsRequest
 from .latency import Timeline
+from .meters import Instruments
 from .recorder import SessionRecorder
 from .replies import ACTIVE_NODE, Node
 from .user_turns import COMMITTING_TURN
@@ -34,9 +35,10 @@ Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], A
 class State:
     """What every wrapper shares: the tracer and options in force, and which hooks failed."""
 
-    def __init__(self, tracer: Tracer, options: Options) -> None:
+    def __init__(self, tracer: Tracer, options: Options, instruments: Instruments) -> None:
         self.tracer = tracer
         self.options = options
+        self.instruments = instruments
         self.on_session_start: Callable[[], None] | None = None
         self._reported: set[str] = set()
 
@@ -80,7 +82,9 @@ def session_start(state: State) -> Wrapper:
                 if state.on_session_start is not None:
                     state.on_session_start()
                 agent = args[0] if args else kwargs.get("agent")
-                recorder = SessionRecorder(state.tracer, state.options, instance, agent)
+                recorder = SessionRecorder(
+                    state.tracer, state.options, instance, agent, state.instruments
+                )
                 setattr(instance, RECORDER_ATTRIBUTE, recorder)
                 token = otel_context.attach(recorder.start_context())
         except Exception:

@@ -1,0 +1,152 @@
+"""OpenTelemetry metrics from the same facts the spans carry, recorded as each turn ends.
+
+Histograms carry explicit bucket boundaries through the API's advisory: voice latencies
+from tens of milliseconds to ten seconds, and the GenAI conventions' own boundaries for
+operation duration and token usage, so dashboards line up with other GenAI
+instrumentations. Attributes are low-cardinality only: agent name, model, provider,
+environment; never a session id, user id or text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as attr
+from .conventions import provider_name
+from .facts import AgentTurnFacts
+
+Attributes = dict[str, AttributeValue]
+
+# dense where voice turns sit (0.3 s to 2 s), up to 10 s
+VOICE_LATENCY_BUCKETS = (
+    0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8,
+    1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0,
+)  # fmt: skip
+# OpenTelemetry GenAI metric conventions
+OPERATION_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TOKEN_USAGE_BUCKETS = tuple(float(4**power) for power in range(14))
+
+
+def _histogram(meter: Meter, name: str, unit: str, doc: str, buckets: Sequence[float]) -> Histogram:
+    try:
+        return meter.create_histogram(
+            name, unit=unit, description=doc, explicit_bucket_boundaries_advisory=list(buckets)
+        )
+    except TypeError:  # an API release before the bucket advisory (1.30)
+        return meter.create_histogram(name, unit=unit, description=doc)
+
+
+class Instruments:
+    """The contract's instruments on one meter; every ``record_*`` takes a span's facts."""
+
+    def __init__(self, meter: Meter, environment: str | None) -> None:
+        self._base: Attributes = {}
+        if environment:
+            self._base[attr.DEPLOYMENT_ENVIRONMENT_NAME] = environment
+        self.perceived = _histogram(
+            meter,
+            attr.METRIC_PERCEIVED_LATENCY,
+            "s",
+            "End of the user's speech to the first audio of the reply handed to the output",
+            VOICE_LATENCY_BUCKETS,
+        )
+        self.latency_part = _histogram(
+            meter,
+            attr.METRIC_LATENCY_PART,
+            "s",
+            "One part of the perceived latency, named by lk.latency.part",
+            VOICE_LATENCY_BUCKETS,
+        )
+        self.duration = _histogram(
+            meter,
+            attr.METRIC_OPERATION_DURATION,
+            "s",
+            "Duration of a GenAI operation (an LLM inference or a realtime response)",
+            OPERATION_DURATION_BUCKETS,
+        )
+        self.first_chunk = _histogram(
+            meter,
+            attr.METRIC_TIME_TO_FIRST_CHUNK,
+            "s",
+            "Time from the request to the first chunk of the response",
+            VOICE_LATENCY_BUCKETS,
+        )
+        self.tokens = _histogram(
+            meter,
+            attr.METRIC_TOKEN_USAGE,
+            "{token}",
+            "Tokens used by a GenAI operation, by gen_ai.token.type",
+            TOKEN_USAGE_BUCKETS,
+        )
+        self.turns = meter.create_counter(
+            attr.METRIC_TURNS, unit="{turn}", description="Agent replies, by lk.turn.interrupted"
+        )
+        self.tts_characters = meter.create_counter(
+            attr.METRIC_TTS_CHARACTERS,
+            unit="{character}",
+            description="Characters sent to speech synthesis",
+        )
+        self.stt_audio = meter.create_counter(
+            attr.METRIC_STT_AUDIO_DURATION,
+            unit="s",
+            description="Seconds of user audio sent to speech recognition",
+        )
+
+    def _with_agent(self, agent_name: str | None) -> Attributes:
+        return {**self._base, attr.LK_AGENT_NAME: agent_name} if agent_name else self._base
+
+    def record_turn(self, facts: AgentTurnFacts) -> None:
+        """An agent turn ended: the turn count, and its perceived latency if it was heard."""
+        if facts.discarded:
+            return
+        values = self._with_agent(facts.agent_name)
+        self.turns.add(1, {**values, attr.LK_TURN_INTERRUPTED: facts.interrupted})
+        latency = facts.latency
+        if latency is None:
+            return
+        self.perceived.record(latency.total, values)
+        for part in attr.LATENCY_PARTS:
+            self.latency_part.record(getattr(latency, part), {**values, attr.LK_LATENCY_PART: part})
+
+    def record_operation(
+        self,
+        operation: str,
+        model: str | None,
+        provider: str | None,
+        duration: float,
+        first_chunk: float | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        agent_name: str | None,
+    ) -> None:
+        """One LLM inference or realtime response: duration, first chunk, token usage."""
+        values: Attributes = {**self._with_agent(agent_name), attr.GEN_AI_OPERATION_NAME: operation}
+        if model:
+            values[attr.GEN_AI_REQUEST_MODEL] = model
+        if provider:
+            values[attr.GEN_AI_PROVIDER_NAME] = provider_name(provider)
+        self.duration.record(duration, values)
+        if first_chunk is not None:
+            self.first_chunk.record(first_chunk, values)
+        for kind, count in (("input", input_tokens), ("output", output_tokens)):
+            if count is not None:
+                self.tokens.record(count, {**values, attr.GEN_AI_TOKEN_TYPE: kind})
+
+    def record_usage(self, kind: str, amount: float, component: tuple[Any, Any]) -> None:
+        """TTS characters or STT audio seconds, with the model and provider that used them."""
+        if not amount:
+            return
+        model, provider = component
+        values: Attributes = dict(self._base)
+        if model:
+            values[attr.LK_MODEL] = model
+        if provider:
+            values[attr.LK_PROVIDER] = provider
+        counter = self.tts_characters if kind == "tts" else self.stt_audio
+        counter.add(amount, values)
