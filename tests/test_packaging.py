@@ -7,4 +7,3 @@ from importlib.resources import files
 
 def test_package_has_the_py_typed_marker() -> None:
     assert (files("livekit_otel") / "py.typed").is_file()
-
