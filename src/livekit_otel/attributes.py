@@ -28,6 +28,7 @@ SPAN_AGENT_TURN: Final = "agent_turn"
 SPAN_LLM_NODE: Final = "llm_node"
 SPAN_FUNCTION_TOOL: Final = "function_tool"
 SPAN_TTS_NODE: Final = "tts_node"
+SPAN_REALTIME_RESPONSE: Final = "realtime_response"
 
 # -- metric instruments (OpenTelemetry metrics) ------------------------------------------
 METRIC_PERCEIVED_LATENCY: Final = "lk.turn.perceived_latency"  # histogram, s
@@ -60,6 +61,13 @@ LK_USAGE_LLM_COMPLETION_TOKENS: Final = "lk.usage.llm_completion_tokens"
 LK_USAGE_TTS_CHARACTERS: Final = "lk.usage.tts_characters_count"
 LK_USAGE_TTS_AUDIO_DURATION: Final = "lk.usage.tts_audio_duration"
 LK_USAGE_STT_AUDIO_DURATION: Final = "lk.usage.stt_audio_duration"
+LK_USAGE_REALTIME_INPUT_TOKENS: Final = "lk.usage.realtime_input_tokens"
+LK_USAGE_REALTIME_INPUT_TEXT_TOKENS: Final = "lk.usage.realtime_input_text_tokens"
+LK_USAGE_REALTIME_INPUT_AUDIO_TOKENS: Final = "lk.usage.realtime_input_audio_tokens"
+LK_USAGE_REALTIME_INPUT_CACHED_TOKENS: Final = "lk.usage.realtime_input_cached_tokens"
+LK_USAGE_REALTIME_OUTPUT_TOKENS: Final = "lk.usage.realtime_output_tokens"
+LK_USAGE_REALTIME_OUTPUT_TEXT_TOKENS: Final = "lk.usage.realtime_output_text_tokens"
+LK_USAGE_REALTIME_OUTPUT_AUDIO_TOKENS: Final = "lk.usage.realtime_output_audio_tokens"
 LK_SESSION_TURNS: Final = "lk.session.agent_turns"
 
 LK_TURN_INTERRUPTED: Final = "lk.turn.interrupted"
@@ -128,6 +136,16 @@ GEN_AI_USAGE_OUTPUT_TOKENS: Final = _genai(
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = _genai(
     "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
 )
+GEN_AI_RESPONSE_ID: Final = _genai("GEN_AI_RESPONSE_ID", "gen_ai.response.id")
+GEN_AI_USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
+# a realtime response's tokens by modality, disjoint (cached apart), under the usage keys of
+# Langfuse's price list for realtime models, so audio is priced as audio
+GEN_AI_USAGE_INPUT_TEXT_TOKENS: Final = "gen_ai.usage.input_text_tokens"
+GEN_AI_USAGE_INPUT_CACHED_TEXT_TOKENS: Final = "gen_ai.usage.input_cached_text_tokens"
+GEN_AI_USAGE_INPUT_AUDIO_TOKENS: Final = "gen_ai.usage.input_audio_tokens"
+GEN_AI_USAGE_INPUT_CACHED_AUDIO_TOKENS: Final = "gen_ai.usage.input_cached_audio_tokens"
+GEN_AI_USAGE_OUTPUT_TEXT_TOKENS: Final = "gen_ai.usage.output_text_tokens"
+GEN_AI_USAGE_OUTPUT_AUDIO_TOKENS: Final = "gen_ai.usage.output_audio_tokens"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = _genai(
     "GEN_AI_RESPONSE_FINISH_REASONS", "gen_ai.response.finish_reasons"
 )
@@ -177,6 +195,8 @@ LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
 LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
 LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
 LLM_TOKEN_COUNT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+LLM_TOKEN_COUNT_PROMPT_AUDIO: Final = "llm.token_count.prompt_details.audio"
+LLM_TOKEN_COUNT_COMPLETION_AUDIO: Final = "llm.token_count.completion_details.audio"
 TOOL_NAME: Final = "tool.name"
 TOOL_CALL_ID: Final = "tool_call.id"
 TOOL_PARAMETERS: Final = "tool.parameters"

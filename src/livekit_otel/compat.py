@@ -108,6 +108,21 @@ END_OF_TURN = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_turn", "user turns"
 LLM_INFERENCE = Hook(MODULE_ACTIVITY, "perform_llm_inference", "llm_node spans")
 TTS_INFERENCE = Hook(MODULE_ACTIVITY, "perform_tts_inference", "tts_node spans")
 TOOL_EXECUTIONS = Hook(MODULE_ACTIVITY, "perform_tool_executions", "function_tool spans")
+# realtime models: each response, and the user turns their server-side VAD decides
+REALTIME_GENERATION = Hook(
+    MODULE_ACTIVITY, "AgentActivity._realtime_generation_task", "realtime_response spans"
+)
+REALTIME_SPEECH_STARTED = Hook(
+    MODULE_ACTIVITY, "AgentActivity._on_input_speech_started", "realtime user turns"
+)
+REALTIME_SPEECH_STOPPED = Hook(
+    MODULE_ACTIVITY, "AgentActivity._on_input_speech_stopped", "realtime user turns"
+)
+REALTIME_TRANSCRIPT = Hook(
+    MODULE_ACTIVITY,
+    "AgentActivity._on_input_audio_transcription_completed",
+    "realtime user transcripts",
+)
 # the moments of measured latency
 END_OF_SPEECH = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_speech", "end of user speech")
 # agent_activity imports perform_audio_forwarding by name (say(), and every reply before 1.6);
@@ -398,6 +413,22 @@ def builtin_follows_global() -> bool:
         return False
     provider = getattr(builtin, "_tracer_provider", None)
     return provider is None or isinstance(provider, trace.ProxyTracerProvider)
+
+
+def generation_response(event: Any) -> tuple[str, bool]:
+    """The response id and ``user_initiated`` flag of a ``GenerationCreatedEvent``."""
+    response_id = getattr(event, "response_id", None)
+    return (str(response_id) if response_id else ""), bool(getattr(event, "user_initiated", False))
+
+
+def realtime_transcript(event: Any) -> tuple[str, bool, float | None]:
+    """Text, finality and (1.8+) turn start of an ``InputTranscriptionCompleted`` event."""
+    started = getattr(event, "turn_started_at", None)
+    return (
+        str(getattr(event, "transcript", "") or ""),
+        bool(getattr(event, "is_final", False)),
+        float(started) if isinstance(started, (int, float)) else None,
+    )
 
 
 def vad_speech_end(event: Any, now: float) -> float:

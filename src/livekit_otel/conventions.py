@@ -25,6 +25,7 @@ from .facts import (
     AgentTurnFacts,
     LlmRequest,
     LlmResponse,
+    RealtimeResponseFacts,
     SessionEnd,
     SessionFacts,
     SessionStart,
@@ -165,6 +166,8 @@ class Conventions:
         values[attr.LK_SESSION_TURNS] = end.agent_turns
         if end.vad is not None and end.vad.requests:
             values.update(end.vad.attributes())
+        if end.connection is not None and end.connection.requests:
+            values.update(end.connection.attributes())
         self._set_dialogue(values, end.first_user_text, end.last_agent_text)
         return values
 
@@ -298,6 +301,71 @@ class Conventions:
                 json_value=True,
                 lk_key=attr.LK_LLM_OUTPUT_MESSAGES,
             )
+        return values
+
+    # -- realtime responses -------------------------------------------------------------------
+    def realtime_start(
+        self, model: str | None, provider: str | None, response_id: str
+    ) -> Attributes:
+        """A ``realtime_response`` as the model starts it: a generation, like ``llm_node``."""
+        values: Attributes = {
+            attr.GEN_AI_OPERATION_NAME: attr.GEN_AI_OPERATION_CHAT,
+            attr.LANGFUSE_OBSERVATION_TYPE: attr.LANGFUSE_TYPE_GENERATION,
+        }
+        if response_id:
+            values[attr.GEN_AI_RESPONSE_ID] = response_id
+        if self.openinference:
+            values[attr.OPENINFERENCE_SPAN_KIND] = attr.KIND_LLM
+        self._set_model(values, model, provider)
+        return values
+
+    def realtime_end(self, facts: RealtimeResponseFacts, metrics: Attributes) -> Attributes:
+        """A ``realtime_response`` once its metrics came: usage by modality, first token, words."""
+        values = dict(metrics)
+        usage = facts.usage
+        if usage is not None:
+            cached = usage.input_cached_text_tokens or usage.input_cached_tokens
+            self._set_usage(values, usage.input_tokens, usage.output_tokens, None)
+            values[attr.GEN_AI_USAGE_TOTAL_TOKENS] = usage.total_tokens or (
+                usage.input_tokens + usage.output_tokens
+            )
+            for key, count in (
+                (attr.GEN_AI_USAGE_INPUT_TEXT_TOKENS, usage.input_text_tokens - cached),
+                (attr.GEN_AI_USAGE_INPUT_CACHED_TEXT_TOKENS, cached),
+                (
+                    attr.GEN_AI_USAGE_INPUT_AUDIO_TOKENS,
+                    usage.input_audio_tokens - usage.input_cached_audio_tokens,
+                ),
+                (attr.GEN_AI_USAGE_INPUT_CACHED_AUDIO_TOKENS, usage.input_cached_audio_tokens),
+                (attr.GEN_AI_USAGE_OUTPUT_TEXT_TOKENS, usage.output_text_tokens),
+                (attr.GEN_AI_USAGE_OUTPUT_AUDIO_TOKENS, usage.output_audio_tokens),
+            ):
+                if count > 0:
+                    values[key] = count
+            if self.openinference:
+                if usage.input_audio_tokens:
+                    values[attr.LLM_TOKEN_COUNT_PROMPT_AUDIO] = usage.input_audio_tokens
+                if usage.output_audio_tokens:
+                    values[attr.LLM_TOKEN_COUNT_COMPLETION_AUDIO] = usage.output_audio_tokens
+                if usage.input_cached_tokens:
+                    values[attr.LLM_TOKEN_COUNT_CACHE_READ] = usage.input_cached_tokens
+        if facts.completion_start_time is not None:
+            first = datetime.fromtimestamp(facts.completion_start_time, tz=timezone.utc)
+            values[attr.LANGFUSE_COMPLETION_START_TIME] = first.isoformat()
+        if facts.cancelled:
+            self._set_warning(values, INTERRUPTED_MESSAGE)
+        if self.capture:
+            heard = content.limit(facts.user_text, self.options) if facts.user_text else ""
+            message: dict[str, Any] = {"role": "assistant", "content": facts.output_text or ""}
+            if facts.tool_calls:
+                message["tool_calls"] = content.tool_call_messages(facts.tool_calls)
+            said = content.to_json(message, self.options)
+            self._set_langfuse_io(values, heard, said)
+            self._set_openinference_io(values, heard or None, said, json_value=False)
+            if self.genai:
+                if heard:
+                    values[attr.GEN_AI_INPUT_MESSAGES] = _messages("user", heard)
+                values[attr.GEN_AI_OUTPUT_MESSAGES] = said
         return values
 
     # -- tools --------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class SessionEnd:
     usage: Mapping[str, float]
     agent_turns: int
     vad: MetricsAggregate | None
+    connection: MetricsAggregate | None
     first_user_text: str | None
     last_agent_text: str | None
 
@@ -137,3 +138,32 @@ class TtsResult:
     text: str | None
     audio_duration: float | None
     interrupted: bool
+
+
+@dataclass(frozen=True)
+class RealtimeUsage:
+    """The tokens of one realtime response; ``text_tokens``/``audio_tokens`` include cached."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_text_tokens: int
+    input_audio_tokens: int
+    input_cached_tokens: int
+    input_cached_text_tokens: int
+    input_cached_audio_tokens: int
+    output_text_tokens: int
+    output_audio_tokens: int
+
+
+@dataclass
+class RealtimeResponseFacts:
+    """One response of a realtime model, written when its metrics come."""
+
+    response_id: str
+    usage: RealtimeUsage | None
+    completion_start_time: float | None
+    cancelled: bool
+    user_text: str | None
+    output_text: str | None
+    tool_calls: Sequence[Any]

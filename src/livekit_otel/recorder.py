@@ -23,6 +23,7 @@ from .conventions import Attributes, Conventions
 from .facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
 from .meters import Instruments
 from .metrics import MetricsAggregate, metrics_kind
+from .realtime import realtime_usage
 from .replies import Replies
 from .spans import SessionSpans, ns, seconds
 from .user_turns import UserTurn, UserTurns
@@ -38,6 +39,17 @@ _USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         (attr.LK_USAGE_TTS_AUDIO_DURATION, "audio_duration"),
     ),
 }
+
+
+_REALTIME_USAGE_FIELDS = (
+    (attr.LK_USAGE_REALTIME_INPUT_TOKENS, "input_tokens"),
+    (attr.LK_USAGE_REALTIME_INPUT_TEXT_TOKENS, "input_text_tokens"),
+    (attr.LK_USAGE_REALTIME_INPUT_AUDIO_TOKENS, "input_audio_tokens"),
+    (attr.LK_USAGE_REALTIME_INPUT_CACHED_TOKENS, "input_cached_tokens"),
+    (attr.LK_USAGE_REALTIME_OUTPUT_TOKENS, "output_tokens"),
+    (attr.LK_USAGE_REALTIME_OUTPUT_TEXT_TOKENS, "output_text_tokens"),
+    (attr.LK_USAGE_REALTIME_OUTPUT_AUDIO_TOKENS, "output_audio_tokens"),
+)
 
 
 class SessionRecorder:
@@ -65,6 +77,7 @@ class SessionRecorder:
         self.replies = Replies(self.spans, options, session, self._reply_over, instruments)
         self.user_turns = UserTurns(self._write_user_turn)
         self.vad = MetricsAggregate("vad")
+        self.connection = MetricsAggregate("realtime")
         self.usage: dict[str, float] = {}
         self.first_user_text: str | None = None
         self.last_agent_text: str | None = None
@@ -148,6 +161,7 @@ class SessionRecorder:
             usage=self.usage,
             agent_turns=self.replies.agent_turn_count,
             vad=self.vad,
+            connection=self.connection,
             first_user_text=self.first_user_text,
             last_agent_text=self.last_agent_text,
         )
@@ -196,9 +210,7 @@ class SessionRecorder:
             created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
             self.user_turns.user_message(text, float(created or time.time()))
         elif role == "assistant" and text:
-            turn = turn or self.replies.latest()
-            if turn is not None:
-                turn.agent_text.append(text)
+            self.replies.assistant_said(turn, text)
             self.last_agent_text = text
 
     def _on_error(self, event: Any) -> None:
@@ -248,11 +260,14 @@ class SessionRecorder:
         elif kind == "vad":
             self.vad.add(metrics)
         elif kind == "realtime":
-            turn = self.replies.turn_for(compat.current_speech()) or self.replies.latest()
-            if turn is not None:
-                if turn.facts.realtime is None:
-                    turn.facts.realtime = MetricsAggregate("realtime")
-                turn.facts.realtime.add(metrics)
+            usage = realtime_usage(metrics)
+            if usage is not None:
+                for key, field in _REALTIME_USAGE_FIELDS:
+                    self._count(key, getattr(usage, field))
+            if getattr(metrics, "request_id", None):
+                self.replies.realtime.metrics(metrics)
+            else:  # the model's connection, before any response
+                self.connection.add(metrics)
 
     def _record_usage(self, kind: str, amount: Any) -> None:
         if isinstance(amount, (int, float)) and amount > 0:
@@ -266,7 +281,10 @@ class SessionRecorder:
     # -- user turns -------------------------------------------------------------------------
     def _write_user_turn(self, turn: UserTurn, eou: Any | None) -> tuple[Span, int]:
         """Open the ``user_turn`` span of an utterance (and its ``end_of_turn``)."""
-        end = turn.committed_at or time.time()
+        now = time.time()
+        # LiveKit-supplied times (a realtime transcript's turn start) may lie anywhere: keep
+        # both ends within the session
+        end = min(max(turn.committed_at or now, self.started_at), now)
         start = min(max(turn.started_at, self.started_at), end)
         owner = self.turns.get(turn.speech_id) if turn.speech_id else None
         if owner is None and turn.input_mode == "text":

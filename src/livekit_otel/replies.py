@@ -33,7 +33,8 @@ from .facts import (
 from .latency import Playback, Timeline
 from .meters import Instruments
 from .metrics import MetricsAggregate
-from .spans import SessionSpans, seconds
+from .realtime import RealtimeResponses, Response
+from .spans import SessionSpans, ns, seconds
 
 logger = logging.getLogger("livekit_otel")
 
@@ -76,11 +77,13 @@ class AgentTurn:
         "__weakref__",
         "agent_text",
         "context",
+        "done_at",
         "done_callback",
         "ended",
         "facts",
         "handle",
         "nodes",
+        "responses",
         "span",
         "timeline",
     )
@@ -95,6 +98,8 @@ class AgentTurn:
         self.done_callback: Any = None
         self.ended = False
         self.timeline = Timeline()
+        self.responses: list[Response] = []
+        self.done_at = 0.0
 
 
 class Replies:
@@ -119,6 +124,7 @@ class Replies:
         self.prompt = content.PromptWindow()
         self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
         self.playback = Playback()
+        self.realtime = RealtimeResponses(spans, instruments, self.component)
 
     def component(self, name: str) -> Any | None:
         """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
@@ -133,6 +139,7 @@ class Replies:
         """The session closes: end every reply still open, as interrupted."""
         for turn in list(self.turns.values()):
             self.end_agent_turn(turn, closing=True)
+        self.realtime.close()
         self.playback.close()
 
     def speech_created(self, event: Any) -> None:
@@ -211,12 +218,47 @@ class Replies:
         facts.interrupted = compat.speech_interrupted(turn.handle) or facts.closed_mid_reply
         facts.discarded = not compat.speech_scheduled(turn.handle)
         facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
-        facts.latency = turn.timeline.latency()
-        if turn.timeline.segments:
-            facts.played_duration = turn.timeline.played
+        turn.done_at = time.time()
+        if not closing and self.realtime.awaiting(turn):
+            self.realtime.wait_for_metrics(turn, self._write_turn)
+            return
+        self._write_turn(turn)
+
+    def _write_turn(self, turn: AgentTurn) -> None:
+        """Write an ended agent turn's attributes and end its span (at the moment it ended)."""
+        self.realtime.finish_all(turn)
+        facts, timeline = turn.facts, turn.timeline
+        for response in turn.responses:  # the first response that produced audio or text
+            first_token = response.first_token_at()
+            if first_token is not None:
+                timeline.audio_synthesized(first_token)
+                facts.llm_ttft = first_token - response.started_at
+                break
+        facts.latency = timeline.latency()
+        if timeline.segments:
+            facts.played_duration = timeline.played
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
-        turn.span.end()
+        turn.span.end(ns(turn.done_at))
         self.instruments.record_turn(facts)
+
+    def assistant_said(self, turn: AgentTurn | None, text: str) -> None:
+        """An assistant message entered the chat: what the reply said."""
+        turn = turn or self.latest()
+        if turn is None:
+            return
+        turn.agent_text.append(text)
+        response = self.realtime.latest(turn)
+        if response is not None:
+            response.output_text.append(text)
+
+    def realtime_started(self, speech: Any, response_id: str, user: Any | None) -> Response | None:
+        """LiveKit runs a realtime model's response for a reply: open its span."""
+        turn = self.turn_for(speech)
+        if turn is None:
+            return None
+        if user is not None and turn.timeline.speech_ended_at is None:
+            turn.timeline.user_turn(user.speech_ended_at, user.committed_at)
+        return self.realtime.started(turn, response_id, user)
 
     # -- nodes: LLM, tools, TTS ---------------------------------------------------------------
     def _start_node(self, name: str, speech: Any | None, values: Attributes) -> Node:
@@ -308,6 +350,9 @@ class Replies:
         """A tool call starts: open its ``function_tool`` span."""
         node = self._start_node(attr.SPAN_FUNCTION_TOOL, speech, self.conventions.tool_start(call))
         node.call = call
+        response = self.realtime.latest(node.turn)
+        if response is not None:
+            response.tool_calls.append(call)
         return node
 
     def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:

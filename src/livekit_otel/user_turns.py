@@ -72,6 +72,10 @@ class UserTurns:
         self._pending_stt: MetricsAggregate | None = None
         self._settling: tuple[UserTurn, Span, int] | None = None
         self._unmatched_audio_commits = 0
+        # utterances a realtime model's server-side turn detection ended, until transcribed
+        self._awaiting_transcript: deque[UserTurn] = deque()
+        self.last_server_turn: UserTurn | None = None
+        self._transcript_handled = False
 
     # -- LiveKit events -------------------------------------------------------------------
     def user_speaking(self, at: float) -> None:
@@ -92,8 +96,39 @@ class UserTurns:
             # a late end of speech, after a commit that did not wait for it
             self._awaiting_eou[-1].speech_ended_at = at
 
+    def server_committed(self, at: float) -> None:
+        """A realtime model's turn detection ended the utterance: its transcript comes later."""
+        turn = self.current or self._new(at, "audio")
+        self.current = None
+        turn.stopped_at = turn.speech_ended_at = turn.committed_at = at
+        self._awaiting_transcript.append(turn)
+        self.last_server_turn = turn
+
+    def take_server_turn(self) -> UserTurn | None:
+        """The utterance a realtime model's VAD ended last, for the one response answering it."""
+        turn, self.last_server_turn = self.last_server_turn, None
+        return turn
+
+    def server_transcript(self, text: str, started_at: float | None, at: float) -> None:
+        """A realtime model transcribed an utterance (often late): write it, once."""
+        if self._awaiting_transcript:
+            turn = self._awaiting_transcript.popleft()
+        else:  # a transcript with no speech events: it is the whole utterance
+            turn = self.current or self._new(started_at or at, "audio")
+            self.current = None
+            turn.committed_at = at
+        turn.transcript = text
+        self._unmatched_audio_commits += 1  # its chat message follows
+        self._end(turn, None)
+
+    def handling_transcript(self, handled: bool) -> None:
+        """While LiveKit relays a realtime transcript as session events, do not count it twice."""
+        self._transcript_handled = handled
+
     def transcribed(self, text: str, at: float) -> None:
         """A final transcript of the utterance being heard."""
+        if self._transcript_handled:
+            return
         if self.current is None:
             self.current = self._new(at, "audio")
         if text:
@@ -172,6 +207,8 @@ class UserTurns:
 
     def close(self) -> None:
         """The session closes: write every utterance still unwritten."""
+        while self._awaiting_transcript:
+            self._end(self._awaiting_transcript.popleft(), None)
         while self._awaiting_eou:
             self._end(self._awaiting_eou.popleft(), None)
         if self.current is not None:
@@ -181,7 +218,8 @@ class UserTurns:
 
     def unwritten(self) -> int:
         """How many utterances were heard and not yet written (or their STT awaited)."""
-        waiting = len(self._awaiting_eou) + (self.current is not None)
+        waiting = len(self._awaiting_eou) + len(self._awaiting_transcript)
+        waiting += self.current is not None
         return waiting + (self._settling is not None) + (self._pending_stt is not None)
 
     # -- helpers --------------------------------------------------------------------------

@@ -1,0 +1,228 @@
+"""Realtime (speech-to-speech) model responses: one ``realtime_response`` span each.
+
+A response starts when LiveKit's generation task for it starts and is identified by the
+model's response id. Its usage and timing come in ``RealtimeModelMetrics`` whose
+``request_id`` is that response id, usually after the reply has finished playing, so
+the span is ended when they come (or when the reply's wait for them runs out), with
+its end time kept within its ``agent_turn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from . import attributes as attr
+from . import compat
+from .facts import RealtimeResponseFacts, RealtimeUsage
+from .meters import Instruments
+from .metrics import MetricsAggregate
+from .spans import SessionSpans, ns, seconds
+
+
+class Response:
+    """One response of a realtime model, open until its metrics come."""
+
+    __slots__ = (
+        "ended",
+        "metrics",
+        "model",
+        "output_text",
+        "response_id",
+        "returned_at",
+        "span",
+        "started_at",
+        "tool_calls",
+        "turn",
+        "user",
+    )
+
+    def __init__(self, span: Span, turn: Any, response_id: str) -> None:
+        self.span = span
+        self.turn = turn
+        self.response_id = response_id
+        self.started_at = time.time()
+        self.returned_at: float | None = None
+        self.metrics: Any | None = None
+        self.model: tuple[str | None, str | None] = (None, None)
+        self.output_text: list[str] = []
+        self.tool_calls: list[Any] = []
+        self.user: Any | None = None  # the user turn it answers, when a realtime VAD ended one
+        self.ended = False
+
+    def window(self, limit: float | None) -> tuple[int, int]:
+        """The span's start and end (ns): the model's own duration when known, within ``limit``."""
+        timestamp = seconds(getattr(self.metrics, "timestamp", None))
+        duration = seconds(getattr(self.metrics, "duration", None))
+        if timestamp is not None and duration:
+            end = timestamp + duration
+        else:
+            end = self.returned_at or time.time()
+        if limit is not None:
+            end = min(end, limit)
+        return ns(self.started_at), ns(max(self.started_at, end))
+
+    def first_token_at(self) -> float | None:
+        """When the first audio (or text) token came, from the metrics (ttft -1: none)."""
+        timestamp = seconds(getattr(self.metrics, "timestamp", None))
+        ttft = seconds(getattr(self.metrics, "ttft", None))
+        return timestamp + ttft if timestamp is not None and ttft is not None else None
+
+
+def realtime_usage(metrics: Any) -> RealtimeUsage | None:
+    """The token counts of one ``RealtimeModelMetrics``, split by modality and caching."""
+    if metrics is None:
+        return None
+    inputs = getattr(metrics, "input_token_details", None)
+    outputs = getattr(metrics, "output_token_details", None)
+    cached = getattr(inputs, "cached_tokens_details", None)
+
+    def count(owner: Any, name: str) -> int:
+        value = getattr(owner, name, 0) if owner is not None else 0
+        return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+    usage = RealtimeUsage(
+        input_tokens=count(metrics, "input_tokens"),
+        output_tokens=count(metrics, "output_tokens"),
+        total_tokens=count(metrics, "total_tokens"),
+        input_text_tokens=count(inputs, "text_tokens"),
+        input_audio_tokens=count(inputs, "audio_tokens"),
+        input_cached_tokens=count(inputs, "cached_tokens"),
+        input_cached_text_tokens=count(cached, "text_tokens"),
+        input_cached_audio_tokens=count(cached, "audio_tokens"),
+        output_text_tokens=count(outputs, "text_tokens"),
+        output_audio_tokens=count(outputs, "audio_tokens"),
+    )
+    # a response cut off before the provider reported usage says 0 for everything
+    return usage if usage.input_tokens or usage.output_tokens else None
+
+
+def aggregate(metrics: Any) -> MetricsAggregate:
+    """One realtime metrics object as ``lk.realtime.*`` attributes."""
+    values = MetricsAggregate("realtime")
+    values.add(metrics)
+    return values
+
+
+# how long a finished reply waits for the metrics of its responses before it is written
+METRICS_WAIT_SECONDS = 5.0
+
+TurnWriter = Callable[[Any], None]
+
+
+class RealtimeResponses:
+    """The responses of one session's realtime model, by response id, until their metrics come."""
+
+    def __init__(
+        self,
+        spans: SessionSpans,
+        instruments: Instruments,
+        component: Callable[[str], Any],
+    ) -> None:
+        self.spans = spans
+        self.conventions = spans.conventions
+        self.instruments = instruments
+        self._component = component
+        self._open: dict[str, Response] = {}
+        self._waiting: dict[int, tuple[Any, TurnWriter]] = {}
+
+    def started(self, turn: Any, response_id: str, user: Any | None) -> Response:
+        """LiveKit started playing out a response of the model: open its span under ``turn``."""
+        model, provider = compat.model_and_provider(self._component("llm"))
+        values = self.conventions.realtime_start(model, provider, response_id)
+        span = self.spans.child(attr.SPAN_REALTIME_RESPONSE, turn.context, values)
+        response = Response(span, turn, response_id)
+        response.model = (model, provider)
+        response.user = user
+        turn.responses.append(response)
+        if response_id:
+            self._open[response_id] = response
+        return response
+
+    def returned(self, response: Response) -> None:
+        """LiveKit's task for the response returned (played out, tools run)."""
+        response.returned_at = time.time()
+
+    def latest(self, turn: Any) -> Response | None:
+        """The newest response of a reply, to credit what the agent says or calls."""
+        return turn.responses[-1] if turn is not None and turn.responses else None
+
+    def metrics(self, metrics: Any) -> None:
+        """A response's metrics came: end its span, and write its reply if that waited for it."""
+        response = self._open.pop(str(getattr(metrics, "request_id", "") or ""), None)
+        if response is None or response.ended:
+            return
+        response.metrics = metrics
+        self._finish(response)
+        turn = response.turn
+        waiting = self._waiting.get(id(turn))
+        if waiting is not None and not self.awaiting(turn):
+            del self._waiting[id(turn)]
+            waiting[1](turn)
+
+    def awaiting(self, turn: Any) -> bool:
+        """Whether a reply has responses whose metrics have not come yet."""
+        return any(not response.ended for response in turn.responses)
+
+    def wait_for_metrics(self, turn: Any, write: TurnWriter) -> None:
+        """Write ``turn`` once its responses' metrics came, or after a bounded wait."""
+        self._waiting[id(turn)] = (turn, write)
+        turn_ref = weakref.ref(turn)
+
+        def give_up() -> None:
+            waiting_turn = turn_ref()
+            entry = self._waiting.pop(id(waiting_turn), None) if waiting_turn else None
+            if entry is not None:
+                entry[1](entry[0])
+
+        asyncio.get_running_loop().call_later(METRICS_WAIT_SECONDS, give_up)
+
+    def finish_all(self, turn: Any) -> None:
+        """End the responses of a reply that are still open, with what is known."""
+        for response in turn.responses:
+            if not response.ended:
+                self._open.pop(response.response_id, None)
+                self._finish(response)
+
+    def close(self) -> None:
+        """The session closes: write every reply still waiting for metrics."""
+        waiting, self._waiting = list(self._waiting.values()), {}
+        for turn, write in waiting:
+            write(turn)
+
+    def _finish(self, response: Response) -> None:
+        response.ended = True
+        metrics = response.metrics
+        usage = realtime_usage(metrics)
+        user = response.user
+        facts = RealtimeResponseFacts(
+            response_id=response.response_id,
+            usage=usage,
+            completion_start_time=response.first_token_at(),
+            cancelled=bool(getattr(metrics, "cancelled", False)),
+            user_text=(getattr(user, "transcript", None) or response.turn.facts.user_text),
+            output_text=" ".join(response.output_text) if response.output_text else None,
+            tool_calls=response.tool_calls,
+        )
+        values = self.conventions.realtime_end(
+            facts, aggregate(metrics).attributes() if metrics is not None else {}
+        )
+        response.span.set_attributes(values)
+        limit = response.turn.done_at if response.turn.ended else None
+        start, end = response.window(limit)
+        response.span.end(end)
+        ttft = seconds(getattr(metrics, "ttft", None))
+        self.instruments.record_operation(
+            attr.GEN_AI_OPERATION_CHAT,
+            *response.model,
+            duration=(end - start) / 1e9,
+            first_chunk=ttft,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            agent_name=response.turn.facts.agent_name,
+        )
