@@ -62,6 +62,18 @@ def synthesized_part(text: str, characters: object) -> str:
     return text
 
 
+def spoken_part(text: str, share: float) -> str:
+    """The words of ``text`` within its first ``share`` (0 to 1), cut at a word boundary."""
+    text = text.strip()
+    cut = int(len(text) * max(0.0, min(share, 1.0)))
+    if cut >= len(text):
+        return text
+    head = text[:cut]
+    if not text[cut].isspace():
+        head = head.rsplit(None, 1)[0] if " " in head else ""
+    return head.rstrip()
+
+
 def message_text(item: Any) -> str:
     """The text of a chat message, whatever the release's content shape."""
     text = getattr(item, "text_content", None)

@@ -60,7 +60,7 @@ _REGISTRY_BY_HOST = (
 _REGISTRY_BY_NAME = {
     "openai": "openai",
     "anthropic": "anthropic",
-    "google": "gcp.gemini",
+    "google": "gcp.gen_ai",
     "gemini": "gcp.gemini",
     "vertex": "gcp.vertex_ai",
     "vertexai": "gcp.vertex_ai",
@@ -83,7 +83,7 @@ CLOSED_MESSAGE = "cut off: the session closed before the reply finished"
 def provider_name(provider: str) -> str:
     """OpenTelemetry's registry value for a known provider; an unknown one as reported."""
     lowered = provider.lower()
-    known = _REGISTRY_BY_NAME.get(lowered)
+    known = _REGISTRY_BY_NAME.get("".join(char for char in lowered if char.isalnum()))
     if known is not None:
         return known
     for host, name in _REGISTRY_BY_HOST:

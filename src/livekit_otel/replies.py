@@ -85,6 +85,7 @@ class AgentTurn:
         "nodes",
         "responses",
         "span",
+        "synthesized",
         "timeline",
     )
 
@@ -100,6 +101,8 @@ class AgentTurn:
         self.timeline = Timeline()
         self.responses: list[Response] = []
         self.done_at = 0.0
+        # what speech synthesis was given (the TTS nodes' text) and the seconds of audio it made
+        self.synthesized: tuple[list[list[str]], list[float]] = ([], [])
 
 
 class Replies:
@@ -188,6 +191,10 @@ class Replies:
             node.metrics = MetricsAggregate(kind)
         node.metrics.add(metrics)
         facts = node.turn.facts if node.turn is not None else None
+        if kind == "tts" and node.turn is not None:
+            duration = seconds(getattr(metrics, "audio_duration", None))
+            if duration:
+                node.turn.synthesized[1].append(duration)
         if facts is not None:
             if kind == "llm" and facts.llm_ttft is None:
                 facts.llm_ttft = seconds(getattr(metrics, "ttft", None))
@@ -237,9 +244,26 @@ class Replies:
         facts.latency = timeline.latency()
         if timeline.segments:
             facts.played_duration = timeline.played
+            if facts.interrupted:
+                facts.spoken_text = self._heard_text(turn, facts.spoken_text, timeline.played)
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         turn.span.end(ns(turn.done_at))
         self.instruments.record_turn(facts)
+
+    @staticmethod
+    def _heard_text(turn: AgentTurn, said: str | None, played: float) -> str | None:
+        """What the caller heard of an interrupted reply.
+
+        LiveKit's chat message holds it when the output paces a transcript with the audio
+        (a room does); otherwise it holds all the text sent to speech, and the heard part is
+        taken in proportion to the audio played.
+        """
+        texts, durations = turn.synthesized
+        sent = "".join("".join(pieces) for pieces in texts)
+        audio = sum(durations)
+        if not sent or audio <= played or (said is not None and len(said) < len(sent.strip())):
+            return said
+        return content.spoken_part(sent, played / audio)
 
     def assistant_said(self, turn: AgentTurn | None, text: str) -> None:
         """An assistant message entered the chat: what the reply said."""
@@ -366,6 +390,8 @@ class Replies:
         """Speech synthesis starts; ``text`` collects what is sent to it."""
         node = self._start_node(attr.SPAN_TTS_NODE, speech, self.conventions.tts_start(request))
         node.text = text
+        if text is not None and node.turn is not None:
+            node.turn.synthesized[0].append(text)
         return node
 
     def tts_finished(self, node: Node, cancelled: bool, error: BaseException | None) -> None:
