@@ -47,6 +47,7 @@ class Instruments:
 
     def __init__(self, meter: Meter, environment: str | None) -> None:
         self._base: Attributes = {}
+        self._sets: dict[tuple[tuple[str, AttributeValue | None], ...], Attributes] = {}
         if environment:
             self._base[attr.DEPLOYMENT_ENVIRONMENT_NAME] = environment
         self.perceived = _histogram(
@@ -98,21 +99,33 @@ class Instruments:
             description="Seconds of user audio sent to speech recognition",
         )
 
-    def _with_agent(self, agent_name: str | None) -> Attributes:
-        return {**self._base, attr.LK_AGENT_NAME: agent_name} if agent_name else self._base
+    def _attributes(self, *pairs: tuple[str, AttributeValue | None]) -> Attributes:
+        """The attribute set of these pairs (``None`` values left out), built once and reused.
+
+        Attribute sets are few (low cardinality by design), so each is kept; recording
+        then allocates nothing per turn.
+        """
+        found = self._sets.get(pairs)
+        if found is None:
+            found = self._sets[pairs] = {
+                **self._base,
+                **{key: value for key, value in pairs if value is not None},
+            }
+        return found
 
     def record_turn(self, facts: AgentTurnFacts) -> None:
         """An agent turn ended: the turn count, and its perceived latency if it was heard."""
         if facts.discarded:
             return
-        values = self._with_agent(facts.agent_name)
-        self.turns.add(1, {**values, attr.LK_TURN_INTERRUPTED: facts.interrupted})
+        agent = (attr.LK_AGENT_NAME, facts.agent_name)
+        self.turns.add(1, self._attributes(agent, (attr.LK_TURN_INTERRUPTED, facts.interrupted)))
         latency = facts.latency
         if latency is None:
             return
-        self.perceived.record(latency.total, values)
+        self.perceived.record(latency.total, self._attributes(agent))
         for part in attr.LATENCY_PARTS:
-            self.latency_part.record(getattr(latency, part), {**values, attr.LK_LATENCY_PART: part})
+            values = self._attributes(agent, (attr.LK_LATENCY_PART, part))
+            self.latency_part.record(getattr(latency, part), values)
 
     def record_operation(
         self,
@@ -126,27 +139,27 @@ class Instruments:
         agent_name: str | None,
     ) -> None:
         """One LLM inference or realtime response: duration, first chunk, token usage."""
-        values: Attributes = {**self._with_agent(agent_name), attr.GEN_AI_OPERATION_NAME: operation}
-        if model:
-            values[attr.GEN_AI_REQUEST_MODEL] = model
-        if provider:
-            values[attr.GEN_AI_PROVIDER_NAME] = provider_name(provider)
+        pairs = (
+            (attr.LK_AGENT_NAME, agent_name),
+            (attr.GEN_AI_OPERATION_NAME, operation),
+            (attr.GEN_AI_REQUEST_MODEL, model or None),
+            (attr.GEN_AI_PROVIDER_NAME, provider_name(provider) if provider else None),
+        )
+        values = self._attributes(*pairs)
         self.duration.record(duration, values)
         if first_chunk is not None:
             self.first_chunk.record(first_chunk, values)
         for kind, count in (("input", input_tokens), ("output", output_tokens)):
             if count is not None:
-                self.tokens.record(count, {**values, attr.GEN_AI_TOKEN_TYPE: kind})
+                self.tokens.record(count, self._attributes(*pairs, (attr.GEN_AI_TOKEN_TYPE, kind)))
 
     def record_usage(self, kind: str, amount: float, component: tuple[Any, Any]) -> None:
         """TTS characters or STT audio seconds, with the model and provider that used them."""
         if not amount:
             return
         model, provider = component
-        values: Attributes = dict(self._base)
-        if model:
-            values[attr.LK_MODEL] = model
-        if provider:
-            values[attr.LK_PROVIDER] = provider
+        values = self._attributes(
+            (attr.LK_MODEL, model or None), (attr.LK_PROVIDER, provider or None)
+        )
         counter = self.tts_characters if kind == "tts" else self.stt_audio
         counter.add(amount, values)
