@@ -1,4 +1,27 @@
-"""Drive a real `AgentSession` offline with scripted components, turn by turn."""
+"""Drive a real `AgentSession` offline with scripted components, turn by turn.
+
+By default a user turn's VAD durations are simulated (nothing waits for them) and the
+endpointing delay is zero: fast and deterministic. For latency tests with known truth,
+opt in to real time:
+
+- `ScriptedConversation(real_silence=True)` (or `UserTurn(real_silence=True)` for one
+  turn): after the speech, the driver sends a last INFERENCE_DONE with speech (the TRUE
+  end of the user's speech, stamped `user.speech_end`), really waits the turn's
+  `silence_duration`, then sends END_OF_SPEECH whose `silence_duration` is the real
+  time elapsed since that end of speech (`inference_duration` 0), so LiveKit dates the
+  end of speech at the true moment on every release (1.6+ from END_OF_SPEECH, earlier
+  releases from the last INFERENCE_DONE with speech).
+- `UserTurn(transcript_delay=...)`: real seconds between END_OF_SPEECH and the final
+  transcript (stamped `stt.final`).
+- `endpointing_delay=...` (here, in `run_scripted_session` or
+  `scripted_session_options`): LiveKit's minimum endpointing delay, so the commit comes
+  at about `max(end of speech + endpointing_delay, END_OF_SPEECH, final transcript)`.
+- `timeline=ScriptTimeline()`: every scripted component of the run stamps the moments
+  that matter (see `timeline`); the driver stamps the user's side (`user.speech_start`,
+  `user.speech_end`, `stt.final`) and links each user turn to its reply with LiveKit's
+  `EOUMetrics` (`livekit.eou`). `ScriptedRun.expected_latencies()` then gives each
+  reply's perceived latency and parts from these stamps alone.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +29,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +48,7 @@ from .media import (
     silence_frame,
 )
 from .models import Reply, ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, _last_user_text
+from .timeline import ExpectedLatency, ScriptTimeline, expected_latencies
 from .tools import ScriptedAgent
 
 __all__ = [
@@ -47,7 +71,10 @@ _BARGE_IN_TIMEOUT = 2.0
 class UserTurn:
     """One user utterance and, optionally, what the LLM answers to it.
 
-    Durations are simulated: they shape the VAD events LiveKit sees, nothing waits for them.
+    Durations are simulated: they shape the VAD events LiveKit sees, nothing waits for
+    them, unless the turn is played with real-time silence (`real_silence`, or the
+    conversation's `real_silence`): then the driver really waits `silence_duration`
+    after the end of the speech.
     """
 
     text: str
@@ -60,6 +87,11 @@ class UserTurn:
     speech_duration: float = 0.6
     silence_duration: float = 0.2
     frames: int = 3
+    transcript_delay: float = 0.0
+    """Real seconds between END_OF_SPEECH and the final transcript."""
+    real_silence: bool | None = None
+    """Wait `silence_duration` in real time (see the module docstring); `None`: the
+    conversation's setting."""
 
 
 @dataclass
@@ -77,6 +109,13 @@ class ScriptedRun:
     audio_output: ScriptedAudioOutput
     elapsed: float
     """Seconds from session start to the end of its close."""
+    timeline: ScriptTimeline | None = None
+    """The script's clock, when the run was given one."""
+
+    def expected_latencies(self) -> list[ExpectedLatency]:
+        """Each heard reply's perceived latency and parts from the run's timeline (none
+        without a timeline; only turns played with real-time silence)."""
+        return expected_latencies(self.timeline) if self.timeline is not None else []
 
     def metrics_of(self, kind: type[T]) -> list[T]:
         """The collected metrics of one class, e.g. `run.metrics_of(LLMMetrics)`."""
@@ -94,25 +133,36 @@ class ScriptedRun:
 _SESSION_PARAMS = inspect.signature(AgentSession.__init__).parameters
 
 
+_DEFAULT_MAX_ENDPOINTING_DELAY = 2.5
+"""The smallest default maximum endpointing delay of the supported releases."""
+
+
 def scripted_session_options(
     *,
     preemptive_generation: bool = False,
     allow_interruptions: bool = True,
     min_interruption_duration: float = 0.5,
+    endpointing_delay: float | None = None,
 ) -> dict[str, Any]:
     """`AgentSession` keyword options for a fast, deterministic offline session.
 
-    VAD-based end of turn (no turn-detector model), zero minimum endpointing delay,
-    interruptions by VAD (not the adaptive detector) and without pause-and-resume,
-    no AEC warm-up, no user-away timer, no wait for a last transcript at close. Options
-    are feature-detected on the installed release: `turn_handling` where it exists
-    (1.5+), else the older flat options.
+    VAD-based end of turn (no turn-detector model), zero minimum endpointing delay
+    (or `endpointing_delay` seconds), interruptions by VAD (not the adaptive detector)
+    and without pause-and-resume, no AEC warm-up, no user-away timer, no wait for a
+    last transcript at close. Options are feature-detected on the installed release:
+    `turn_handling` where it exists (1.5+: `endpointing.min_delay`), else the older flat
+    options (`min_endpointing_delay`). The maximum delay is raised to the minimum when
+    needed.
     """
+    min_delay = 0.0 if endpointing_delay is None else endpointing_delay
     opts: dict[str, Any] = {}
     if "turn_handling" in _SESSION_PARAMS:
+        endpointing: dict[str, float] = {"min_delay": min_delay}
+        if min_delay > _DEFAULT_MAX_ENDPOINTING_DELAY:
+            endpointing["max_delay"] = min_delay
         opts["turn_handling"] = {
             "turn_detection": "vad",
-            "endpointing": {"min_delay": 0.0},
+            "endpointing": endpointing,
             "interruption": {
                 "enabled": allow_interruptions,
                 "mode": "vad",
@@ -122,14 +172,16 @@ def scripted_session_options(
             "preemptive_generation": {"enabled": preemptive_generation},
         }
     else:
-        flat = {
+        flat: dict[str, Any] = {
             "turn_detection": "vad",
-            "min_endpointing_delay": 0.0,
+            "min_endpointing_delay": min_delay,
             "allow_interruptions": allow_interruptions,
             "min_interruption_duration": min_interruption_duration,
             "resume_false_interruption": False,
             "preemptive_generation": preemptive_generation,
         }
+        if min_delay > _DEFAULT_MAX_ENDPOINTING_DELAY:
+            flat["max_endpointing_delay"] = min_delay
         opts.update({k: v for k, v in flat.items() if k in _SESSION_PARAMS})
     no_waits = (
         ("aec_warmup_duration", None),
@@ -168,6 +220,13 @@ class ScriptedConversation:
     the same through `session.run(user_input=...)`, and `aclose()` closes the session
     and returns the `ScriptedRun`. Replies of turns come from `UserTurn.reply` (keyed by
     the turn's text) unless an `llm` is given. Create it inside a running event loop.
+
+    Opt-in real time and stamps: `timeline` is given to every scripted component that has
+    none (the LLM, TTS, VAD, audio output and a `ScriptedAgent`), `real_silence` plays
+    every turn's silence in real time, `endpointing_delay` sets LiveKit's minimum
+    endpointing delay (see the module docstring). `llm_options` are keyword options of
+    the conversation's own `ScriptedLLM` (e.g. `{"ttft": 0.04, "tool_ttft": 0.05}`), which
+    answers with the turns' replies; not with an `llm` of your own.
     """
 
     def __init__(
@@ -180,9 +239,19 @@ class ScriptedConversation:
         preemptive_generation: bool = False,
         session_options: dict[str, Any] | None = None,
         turn_timeout: float = 10.0,
+        timeline: ScriptTimeline | None = None,
+        real_silence: bool = False,
+        endpointing_delay: float | None = None,
+        llm_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._replies: dict[str, Reply] = {}
-        self.llm = llm if llm is not None else ScriptedLLM(self._script)
+        self.timeline = timeline
+        self.real_silence = real_silence
+        if llm is None:
+            llm = ScriptedLLM(self._script, **dict(llm_options or {}))
+        elif llm_options:
+            raise ValueError("llm_options are for the conversation's own LLM: give no llm")
+        self.llm = llm
         self.stt = ScriptedSTT()
         self.tts = tts if tts is not None else ScriptedTTS()
         self.vad = ScriptedVAD()
@@ -191,7 +260,13 @@ class ScriptedConversation:
         self.audio_output = ScriptedAudioOutput(playback_speed=playback_speed)
         self.text_output = ScriptedTextOutput()
         self.turn_timeout = turn_timeout
-        options = scripted_session_options(preemptive_generation=preemptive_generation)
+        if timeline is not None:
+            for part in (self.llm, self.tts, self.vad, self.agent, self.audio_output):
+                if hasattr(part, "timeline") and part.timeline is None:
+                    part.timeline = timeline
+        options = scripted_session_options(
+            preemptive_generation=preemptive_generation, endpointing_delay=endpointing_delay
+        )
         options.update(session_options or {})
         self.session = AgentSession(
             llm=self.llm, stt=self.stt, tts=self.tts, vad=self.vad, **options
@@ -202,6 +277,7 @@ class ScriptedConversation:
         self._held: SegmentHold | None = None
         """The hold on a reply that the next user speech is to interrupt."""
         self._started_at = 0.0
+        self._turns = 0
         self._listen("metrics_collected", lambda ev: self.metrics.append(ev.metrics))
         self._listen("speech_created", self._on_speech_created)
 
@@ -247,13 +323,21 @@ class ScriptedConversation:
     def _state_is(self, state: str) -> Callable[[Any], bool]:
         return lambda ev: ev.new_state == state
 
-    async def _vad_speech(self, turn: UserTurn) -> None:
+    def _stamp(self, name: str, **data: Any) -> None:
+        if self.timeline is not None:
+            self.timeline.stamp(name, speech_id=None, **data)
+
+    async def _vad_speech(self, turn: UserTurn, index: int | None = None) -> None:
         speaking = self._expect("user_state_changed", self._state_is("speaking"))
         for _ in range(turn.frames):
             self.audio_input.push_frame(silence_frame())
-        await self.vad.emit_event(
+        started = await self.vad.emit_event(
             VADEventType.START_OF_SPEECH, speech_duration=turn.speech_duration
         )
+        if index is not None and self.timeline is not None:
+            self.timeline.stamp(
+                "user.speech_start", at=started, speech_id=None, turn=index, text=turn.text
+            )
         await self.vad.emit_event(VADEventType.INFERENCE_DONE, speech_duration=turn.speech_duration)
         await self._wait(speaking, "user start of speech")
         if self._held is not None:  # this speech barges in on a held reply
@@ -264,13 +348,31 @@ class ScriptedConversation:
                 logger.warning("the held reply was not interrupted; letting it play out")
             self.audio_output.release()
 
-    async def _vad_end(self, turn: UserTurn) -> None:
+    async def _vad_end(self, turn: UserTurn, index: int | None = None) -> None:
         listening = self._expect("user_state_changed", self._state_is("listening"))
-        await self.vad.emit_event(
-            VADEventType.END_OF_SPEECH,
-            speech_duration=turn.speech_duration,
-            silence_duration=turn.silence_duration,
-        )
+        real = self.real_silence if turn.real_silence is None else turn.real_silence
+        if real:
+            # the last inference with speech: the true end of the user's speech
+            ended = await self.vad.emit_event(
+                VADEventType.INFERENCE_DONE, speech_duration=turn.speech_duration
+            )
+            if self.timeline is not None:
+                self.timeline.stamp(
+                    "user.speech_end", at=ended, speech_id=None, turn=index, text=turn.text
+                )
+            await asyncio.sleep(turn.silence_duration)
+            await self.vad.emit_event(
+                VADEventType.END_OF_SPEECH,
+                speech_duration=turn.speech_duration,
+                inference_duration=0.0,
+                silence_since=ended,
+            )
+        else:
+            await self.vad.emit_event(
+                VADEventType.END_OF_SPEECH,
+                speech_duration=turn.speech_duration,
+                silence_duration=turn.silence_duration,
+            )
         await self._wait(listening, "user end of speech")
 
     async def _until_captured(self, hold: SegmentHold, done: Awaitable[Any]) -> bool:
@@ -292,15 +394,22 @@ class ScriptedConversation:
         has played that long (the next turn's speech then interrupts it).
         """
         turn = self._register(turn)
+        await self._handoff_done()
+        index, self._turns = self._turns, self._turns + 1
         hold = self.audio_output.hold_next_segment() if turn.interrupt_after is not None else None
-        await self._vad_speech(turn)
+        await self._vad_speech(turn, index)
         words = turn.text.split()
         if len(words) > 1:
             interim = self._expect("user_input_transcribed", lambda ev: not ev.is_final)
             await self.stt.emit_interim(" ".join(words[: len(words) // 2]))
             await self._wait(interim, "interim transcript")
-        await self._vad_end(turn)
+        await self._vad_end(turn, index)
+        if turn.transcript_delay > 0:
+            await asyncio.sleep(turn.transcript_delay)
         eou = self._expect("metrics_collected", lambda ev: isinstance(ev.metrics, EOUMetrics))
+        if self.timeline is not None:
+            eou.add_done_callback(lambda fut: self._stamp_eou(fut, index))
+            self._stamp("stt.final", turn=index, text=turn.text)
         await self.stt.emit_transcript(turn.text, audio_duration=turn.speech_duration)
         speech_id = (await self._wait(eou, f"end of turn for {turn.text!r}")).metrics.speech_id
         handle = self._handles[speech_id]
@@ -310,6 +419,27 @@ class ScriptedConversation:
             await asyncio.sleep(turn.interrupt_after or 0.0)
             self._held = hold
         return handle
+
+    async def _handoff_done(self) -> None:
+        """Wait for an agent handoff in flight: the new agent's activity opens new STT and
+        VAD streams, which must get the next turn's events."""
+        task = getattr(self.session, "_update_activity_atask", None)
+        if isinstance(task, asyncio.Task) and not task.done():
+            await self._wait(asyncio.shield(task), "end of the agent handoff")
+
+    def _stamp_eou(self, fut: asyncio.Future[Any], index: int) -> None:
+        if self.timeline is None or fut.cancelled() or fut.exception() is not None:
+            return
+        m = fut.result().metrics
+        self.timeline.stamp(
+            "livekit.eou",
+            at=m.timestamp,
+            speech_id=m.speech_id,
+            turn=index,
+            end_of_utterance_delay=m.end_of_utterance_delay,
+            transcription_delay=m.transcription_delay,
+            on_user_turn_completed_delay=m.on_user_turn_completed_delay,
+        )
 
     def _register(self, turn: UserTurn | str) -> UserTurn:
         turn = UserTurn(turn) if isinstance(turn, str) else turn
@@ -359,6 +489,7 @@ class ScriptedConversation:
             agent_text=list(self.text_output.segments),
             audio_output=self.audio_output,
             elapsed=time.perf_counter() - self._started_at,
+            timeline=self.timeline,
         )
 
 
@@ -373,13 +504,19 @@ async def run_scripted_session(
     preemptive_generation: bool = False,
     session_options: dict[str, Any] | None = None,
     on_session: Callable[[AgentSession], Awaitable[None] | None] | None = None,
+    timeline: ScriptTimeline | None = None,
+    real_silence: bool = False,
+    endpointing_delay: float | None = None,
+    llm_options: Mapping[str, Any] | None = None,
 ) -> ScriptedRun:
     """Run a whole scripted conversation on a real `AgentSession` and close it.
 
     `mode="audio"` plays each turn through VAD and STT, `mode="text"` sends it with
     `session.run(user_input=...)`. `on_session` is called with the session before it
     starts (to attach listeners or instrumentation). `session_options` override
-    `scripted_session_options()`.
+    `scripted_session_options()`. `timeline`, `real_silence`, `endpointing_delay` and
+    `llm_options` are as for `ScriptedConversation` (opt-in, for latency tests with
+    known truth).
     """
     conv = ScriptedConversation(
         agent=agent,
@@ -388,6 +525,10 @@ async def run_scripted_session(
         playback_speed=playback_speed,
         preemptive_generation=preemptive_generation,
         session_options=session_options,
+        timeline=timeline,
+        real_silence=real_silence,
+        endpointing_delay=endpointing_delay,
+        llm_options=llm_options,
     )
     if on_session is not None:
         maybe = on_session(conv.session)

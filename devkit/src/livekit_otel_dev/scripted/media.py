@@ -1,4 +1,14 @@
-"""Scripted session I/O: an audio input fed by the driver, a fast audio output, a text output."""
+"""Scripted session I/O: an audio input fed by the driver, a fast audio output, a text output.
+
+`ScriptedAudioOutput` records each segment it played as a `PlayedSegment`: audio pushed
+and played (an interrupted segment played `elapsed x playback_speed`, capped at what was
+pushed: the position reported to LiveKit in `playback_finished`), the reply it belongs
+to (`speech_id`, from LiveKit's speech context at the first frame), when its first frame
+was handed over (`first_frame_at`, `time.time()` on entry to `capture_frame`) and when
+it finished. With a `timeline` it also stamps `output.first_frame` (the first frame of
+each segment, in the reply's speech: "the first audio frame handed to the session's
+output" when this output is the top of the chain) and `output.segment_end`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,8 @@ from typing import Any
 
 from livekit import rtc
 from livekit.agents.voice import io
+
+from .timeline import ScriptTimeline, current_speech_id
 
 __all__ = [
     "PlayedSegment",
@@ -60,6 +72,12 @@ class PlayedSegment:
     pushed: float
     played: float
     interrupted: bool
+    speech_id: str | None = None
+    """The reply the segment belongs to (LiveKit's speech context at its first frame)."""
+    first_frame_at: float | None = None
+    """`time.time()` when its first frame was handed to `capture_frame`."""
+    finished_at: float | None = None
+    """`time.time()` when it finished (played out, or cleared)."""
 
 
 class SegmentHold:
@@ -81,6 +99,8 @@ class _Segment:
     started_at: float
     hold: SegmentHold | None
     held: bool
+    speech_id: str | None = None
+    first_frame_at: float | None = None
     pushed: float = 0.0
     flushed: bool = False
     done: bool = False
@@ -105,12 +125,19 @@ class ScriptedAudioOutput(io.AudioOutput):
     or `release()` is called, so a test can interrupt it at a chosen moment.
     """
 
-    def __init__(self, *, playback_speed: float = 100.0, label: str = "scripted-audio-out") -> None:
+    def __init__(
+        self,
+        *,
+        playback_speed: float = 100.0,
+        label: str = "scripted-audio-out",
+        timeline: ScriptTimeline | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"label": label}
         if "capabilities" in _OUTPUT_PARAMS:  # absent before pause support
             kwargs["capabilities"] = io.AudioOutputCapabilities(pause=False)
         super().__init__(**kwargs)
         self.playback_speed = playback_speed
+        self.timeline = timeline
         self.segments: list[PlayedSegment] = []
         """Every finished segment, in order."""
         self._segment: _Segment | None = None
@@ -132,13 +159,23 @@ class ScriptedAudioOutput(io.AudioOutput):
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         """Take one frame of the current segment, starting playback on the first."""
+        handed_at = time.time() if self._segment is None else 0.0
         await super().capture_frame(frame)
         seg = self._segment
         if seg is None:
             started_at = asyncio.get_running_loop().time()
             hold = self._next_hold
-            seg = self._segment = _Segment(started_at, hold, held=hold is not None)
+            speech_id = current_speech_id()
+            seg = self._segment = _Segment(
+                started_at,
+                hold,
+                held=hold is not None,
+                speech_id=speech_id,
+                first_frame_at=handed_at,
+            )
             self._next_hold = None
+            if self.timeline is not None:
+                self.timeline.stamp("output.first_frame", at=handed_at, speech_id=speech_id)
             if hasattr(self, "on_playback_started"):  # 1.5+: it sets the reply's first frame
                 self.on_playback_started(created_at=time.time())
         if not seg.done:
@@ -181,7 +218,26 @@ class ScriptedAudioOutput(io.AudioOutput):
         played = min(seg.pushed, elapsed * self.playback_speed) if interrupted else seg.pushed
         if seg.flushed:
             self._segment = None
-        self.segments.append(PlayedSegment(seg.pushed, played, interrupted))
+        finished_at = time.time()
+        self.segments.append(
+            PlayedSegment(
+                seg.pushed,
+                played,
+                interrupted,
+                speech_id=seg.speech_id,
+                first_frame_at=seg.first_frame_at,
+                finished_at=finished_at,
+            )
+        )
+        if self.timeline is not None:
+            self.timeline.stamp(
+                "output.segment_end",
+                at=finished_at,
+                speech_id=seg.speech_id,
+                pushed=seg.pushed,
+                played=played,
+                interrupted=interrupted,
+            )
         self.on_playback_finished(playback_position=played, interrupted=interrupted)
         if seg.hold is not None:
             _resolve(seg.hold.finished)

@@ -2,6 +2,25 @@
 
 Each one runs through LiveKit's own stream classes, so LiveKit's metrics code
 (`LLMMetrics`, `STTMetrics`, `TTSMetrics`, `VADMetrics`) runs unchanged.
+
+Known delays and the script's clock (all opt-in; the defaults are fast and stamp nothing):
+
+- `ScriptedLLM(ttft=, tool_ttft=, chunk_delay=, chunks=, timeline=)`: `ttft` before the
+  first chunk of a text reply, `tool_ttft` (default: `ttft`) before the tool calls of a
+  tool step, so the step that calls tools and the step that speaks can differ. A reply
+  wrapped in `TimedReply(reply, ttft=, chunk_delay=, chunks=)` overrides them for that
+  one inference; `chunks` may be the exact text pieces, e.g. a long reply whose first
+  sentence only ends after several slow chunks. Stamps `llm.request`, `llm.first_chunk`,
+  `llm.end`.
+- `ScriptedTTS(first_byte_delay=, timeline=)`: non-streaming, so LiveKit wraps it in its
+  sentence-by-sentence `StreamAdapter`: `synthesize()` is called once per whole sentence
+  and stamps `tts.synthesize` (the text sent to synthesis); the stream stamps
+  `tts.first_audio` when it pushes its audio, `first_byte_delay` later.
+- `ScriptedStreamingTTS`: the same with `capabilities.streaming=True`: LiveKit pushes the
+  LLM's text into its `SynthesizeStream` as it comes (`push_text`, first one stamped
+  `tts.push_text`); audio starts `first_byte_delay` after the first text of a segment.
+- `ScriptedVAD(timeline=)`: stamps every event it sends (`vad.<event type>`);
+  `emit_event` returns the event's `time.time()` timestamp.
 """
 
 from __future__ import annotations
@@ -18,6 +37,8 @@ from typing import Any, Generic, TypeVar
 from livekit.agents import llm, stt, tts, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from .timeline import ScriptTimeline
+
 _LANGUAGE: Any = "en"  # a LanguageCode from 1.6 (converted from str), a str before
 
 __all__ = [
@@ -27,9 +48,12 @@ __all__ = [
     "ScriptedLLMStream",
     "ScriptedRecognizeStream",
     "ScriptedSTT",
+    "ScriptedStreamingTTS",
+    "ScriptedSynthesizeStream",
     "ScriptedTTS",
     "ScriptedVAD",
     "ScriptedVADStream",
+    "TimedReply",
     "ToolCall",
     "default_reply",
 ]
@@ -45,8 +69,35 @@ class ToolCall:
     """The call id; `None` lets the LLM number it (`call_<request>_<index>`)."""
 
 
-Reply = str | ToolCall | Sequence[ToolCall]
-"""What one LLM inference answers: text, one tool call, or several parallel tool calls."""
+@dataclass(frozen=True)
+class TimedReply:
+    """A reply with its own timing, for one inference (the LLM's settings otherwise).
+
+    `chunks` is how many pieces a text reply is streamed in, or the exact pieces (they
+    must join to `reply`): e.g. a long reply whose first sentence ends only after
+    several pieces `chunk_delay` apart.
+    """
+
+    reply: str | ToolCall | Sequence[ToolCall]
+    ttft: float | None = None
+    """Seconds before the first chunk (the text or the tool calls)."""
+    chunk_delay: float | None = None
+    """Seconds between the pieces of a text reply."""
+    chunks: int | Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        pieces = self.chunks
+        if (
+            pieces is not None
+            and not isinstance(pieces, int)
+            and (not isinstance(self.reply, str) or "".join(pieces) != self.reply)
+        ):
+            raise ValueError("TimedReply: the pieces must join to the text reply")
+
+
+Reply = str | ToolCall | Sequence[ToolCall] | TimedReply
+"""What one LLM inference answers: text, one tool call, or several parallel tool calls
+(optionally wrapped in a `TimedReply` to time that one inference)."""
 
 Script = Sequence[Reply] | Callable[[llm.ChatContext], Reply | None] | None
 
@@ -86,6 +137,11 @@ def default_reply(chat_ctx: llm.ChatContext) -> Reply:
     return f"You said: {_last_user_text(chat_ctx) or 'nothing'}. Anything else?"
 
 
+def _stamp(timeline: ScriptTimeline | None, name: str, **data: Any) -> None:
+    if timeline is not None:
+        timeline.stamp(name, **data)
+
+
 def _split_text(text: str, pieces: int) -> list[str]:
     words = re.findall(r"\S+\s*", text) or [text]
     size = max(1, -(-len(words) // max(1, pieces)))
@@ -99,6 +155,11 @@ class ScriptedLLM(llm.LLM):
     a callable `chat_ctx -> Reply | None`, or `None`. Where the script gives nothing
     (`None`, an exhausted sequence, or the inference right after a tool output when
     the script is a sequence), `default_reply` answers.
+
+    `ttft` is the delay before the first chunk of a text reply, `tool_ttft` (default
+    `ttft`) before the tool calls of a tool step; a `TimedReply` overrides both for its
+    inference. With a `timeline`, each inference stamps `llm.request`, `llm.first_chunk`
+    and `llm.end` (in the reply's speech).
     """
 
     def __init__(
@@ -111,19 +172,23 @@ class ScriptedLLM(llm.LLM):
         cached_fraction: float = 0.5,
         model: str = "scripted-llm-1",
         provider: str = "scripted",
+        tool_ttft: float | None = None,
+        timeline: ScriptTimeline | None = None,
     ) -> None:
         super().__init__()
         self._script = script
         self._position = 0
         self._requests = itertools.count(1)
         self.ttft = ttft
+        self.tool_ttft = tool_ttft
+        self.timeline = timeline
         self.chunk_delay = chunk_delay
         self.chunks = chunks
         self.cached_fraction = cached_fraction
         self._model = model
         self._provider = provider
         self.calls: list[Reply] = []
-        """Every reply given, in order (for checks)."""
+        """Every reply given, in order (for checks; a `TimedReply` as its inner reply)."""
         self._chars: dict[str, int] = {}
 
     def _item_chars(self, item: Any) -> int:
@@ -156,8 +221,31 @@ class ScriptedLLM(llm.LLM):
             self._position += 1
         if reply is None:
             reply = default_reply(chat_ctx)
-        self.calls.append(reply)
+        self.calls.append(reply.reply if isinstance(reply, TimedReply) else reply)
         return reply
+
+    def _timing(
+        self, reply: Reply
+    ) -> tuple[str | ToolCall | Sequence[ToolCall], float, float, int | Sequence[str]]:
+        """(the inner reply, ttft, chunk delay, chunks) for one inference."""
+        timed: TimedReply | None = None
+        inner: str | ToolCall | Sequence[ToolCall]
+        if isinstance(reply, TimedReply):
+            timed, inner = reply, reply.reply
+        else:
+            inner = reply
+        ttft = self.ttft
+        if not isinstance(inner, str) and self.tool_ttft is not None:
+            ttft = self.tool_ttft
+        if timed is not None and timed.ttft is not None:
+            ttft = timed.ttft
+        delay = self.chunk_delay
+        if timed is not None and timed.chunk_delay is not None:
+            delay = timed.chunk_delay
+        chunks: int | Sequence[str] = self.chunks
+        if timed is not None and timed.chunks is not None:
+            chunks = timed.chunks
+        return inner, ttft, delay, chunks
 
     def chat(
         self,
@@ -193,19 +281,25 @@ class ScriptedLLMStream(llm.LLMStream):
     ) -> None:
         super().__init__(llm_, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
         self._scripted = llm_
-        self._reply = reply
+        self._reply, self._ttft, self._chunk_delay, self._chunks = llm_._timing(reply)
         self._request_id = request_id
 
     async def _run(self) -> None:
         opts, rid = self._scripted, self._request_id
-        await asyncio.sleep(opts.ttft)
-        reply = self._reply
+        reply, timeline = self._reply, opts.timeline
+        kind = "text" if isinstance(reply, str) else "tools"
+        _stamp(timeline, "llm.request", request_id=rid, kind=kind)
+        await asyncio.sleep(self._ttft)
         if isinstance(reply, str):
-            for i, piece in enumerate(_split_text(reply, opts.chunks)):
-                if i and opts.chunk_delay > 0:
-                    await asyncio.sleep(opts.chunk_delay)
+            chunks = self._chunks
+            pieces = _split_text(reply, chunks) if isinstance(chunks, int) else list(chunks)
+            for i, piece in enumerate(pieces):
+                if i and self._chunk_delay > 0:
+                    await asyncio.sleep(self._chunk_delay)
                 delta = llm.ChoiceDelta(role="assistant", content=piece)
                 self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=delta))
+                if i == 0:
+                    _stamp(timeline, "llm.first_chunk", request_id=rid, kind=kind)
             completion_chars = len(reply)
         else:
             calls = [reply] if isinstance(reply, ToolCall) else list(reply)
@@ -219,6 +313,7 @@ class ScriptedLLMStream(llm.LLMStream):
             ]
             delta = llm.ChoiceDelta(role="assistant", tool_calls=fcalls)
             self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=delta))
+            _stamp(timeline, "llm.first_chunk", request_id=rid, kind=kind)
             completion_chars = sum(len(c.name) + len(c.arguments) for c in fcalls)
         prompt = max(1, sum(opts._item_chars(i) for i in self._chat_ctx.items) // 4)
         completion = max(1, completion_chars // 4)
@@ -229,6 +324,7 @@ class ScriptedLLMStream(llm.LLMStream):
             total_tokens=prompt + completion,
         )
         self._event_ch.send_nowait(llm.ChatChunk(id=rid, usage=usage))
+        _stamp(timeline, "llm.end", request_id=rid, kind=kind)
 
 
 _S = TypeVar("_S")
@@ -370,7 +466,16 @@ class ScriptedRecognizeStream(stt.RecognizeStream):
 
 
 class ScriptedTTS(tts.TTS):
-    """A non-streaming TTS producing silence: `seconds_per_char` of audio per character."""
+    """A non-streaming TTS producing silence: `seconds_per_char` of audio per character.
+
+    LiveKit wraps it in its sentence-by-sentence `StreamAdapter`, which calls
+    `synthesize()` once per whole sentence. With a `timeline`, `synthesize()` stamps
+    `tts.synthesize` (the text sent to synthesis) and the stream stamps
+    `tts.first_audio` when it pushes its audio, `first_byte_delay` later.
+    """
+
+    STREAMING = False
+    """Whether LiveKit sees a streaming TTS (`capabilities.streaming`)."""
 
     def __init__(
         self,
@@ -380,14 +485,16 @@ class ScriptedTTS(tts.TTS):
         sample_rate: int = 16000,
         model: str = "scripted-tts-1",
         provider: str = "scripted",
+        timeline: ScriptTimeline | None = None,
     ) -> None:
         super().__init__(
-            capabilities=tts.TTSCapabilities(streaming=False),
+            capabilities=tts.TTSCapabilities(streaming=self.STREAMING),
             sample_rate=sample_rate,
             num_channels=1,
         )
         self.first_byte_delay = first_byte_delay
         self.seconds_per_char = seconds_per_char
+        self.timeline = timeline
         self._model = model
         self._provider = provider
         self._requests = itertools.count(1)
@@ -406,6 +513,7 @@ class ScriptedTTS(tts.TTS):
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> ScriptedChunkedStream:
         """Synthesize `text` as silence."""
+        _stamp(self.timeline, "tts.synthesize", text=text)
         return ScriptedChunkedStream(
             tts=self,
             input_text=text,
@@ -434,12 +542,89 @@ class ScriptedChunkedStream(tts.ChunkedStream):
             mime_type="audio/pcm",
         )
         seconds = max(0.01, len(self.input_text) * opts.seconds_per_char)
+        _stamp(opts.timeline, "tts.first_audio", request_id=self._request_id)
         output_emitter.push(bytes(2 * int(opts.sample_rate * seconds)))
         output_emitter.flush()
 
 
+class ScriptedStreamingTTS(ScriptedTTS):
+    """A streaming TTS producing silence (`capabilities.streaming=True`).
+
+    LiveKit pushes the LLM's text into its `SynthesizeStream` as it comes, with no
+    sentence adapter. Each segment's audio starts `first_byte_delay` after its first
+    text, then follows the text (`seconds_per_char` per character). With a `timeline`,
+    the first `push_text` of a stream is stamped `tts.push_text` and the first audio
+    of a segment `tts.first_audio`.
+    """
+
+    STREAMING = True
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS, **kwargs: Any
+    ) -> ScriptedSynthesizeStream:
+        """Open a streaming synthesis (LiveKit's TTS node does this)."""
+        return ScriptedSynthesizeStream(
+            tts=self,
+            conn_options=conn_options,
+            request_id=f"scripted-tts-req-{next(self._requests)}",
+        )
+
+
+class ScriptedSynthesizeStream(tts.SynthesizeStream):
+    """Turns pushed text into silence: one audio segment per flushed text segment."""
+
+    def __init__(
+        self, *, tts: ScriptedStreamingTTS, conn_options: APIConnectOptions, request_id: str
+    ) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._scripted = tts
+        self._request_id = request_id
+        self._text_seen = False
+
+    def push_text(self, token: str) -> None:
+        """Push text to synthesize (the first non-empty push is stamped `tts.push_text`)."""
+        if token and not self._text_seen and not self._input_ch.closed:
+            self._text_seen = True
+            _stamp(self._scripted.timeline, "tts.push_text", text=token)
+        super().push_text(token)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        opts = self._scripted
+        output_emitter.initialize(
+            request_id=self._request_id,
+            sample_rate=opts.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+            frame_size_ms=20,
+            stream=True,
+        )
+        segments = itertools.count(1)
+        open_segment = False
+        async for item in self._input_ch:
+            if isinstance(item, self._FlushSentinel):
+                if open_segment:
+                    output_emitter.end_segment()
+                    open_segment = False
+                continue
+            if not item:
+                continue
+            if not open_segment:
+                open_segment = True
+                output_emitter.start_segment(segment_id=f"{self._request_id}-{next(segments)}")
+                self._mark_started()
+                await asyncio.sleep(opts.first_byte_delay)
+                _stamp(opts.timeline, "tts.first_audio", request_id=self._request_id)
+            seconds = max(0.02, len(item) * opts.seconds_per_char)
+            output_emitter.push(bytes(2 * int(opts.sample_rate * seconds)))
+        if open_segment:
+            output_emitter.end_segment()
+
+
 class ScriptedVAD(vad.VAD):
-    """A VAD whose events are pushed by the driver; one `VADMetrics` per inference event."""
+    """A VAD whose events are pushed by the driver; one `VADMetrics` per inference event.
+
+    With a `timeline`, each event sent is stamped `vad.<event type>` with its durations.
+    """
 
     def __init__(
         self,
@@ -447,8 +632,10 @@ class ScriptedVAD(vad.VAD):
         update_interval: float = 1.0,
         model: str = "scripted-vad-1",
         provider: str = "scripted",
+        timeline: ScriptTimeline | None = None,
     ) -> None:
         super().__init__(capabilities=vad.VADCapabilities(update_interval=update_interval))
+        self.timeline = timeline
         self._model = model
         self._provider = provider
         self.streams: _OpenStreams[ScriptedVADStream] = _OpenStreams()
@@ -478,15 +665,34 @@ class ScriptedVAD(vad.VAD):
         speech_duration: float = 0.0,
         silence_duration: float = 0.0,
         inference_duration: float = 0.001,
-    ) -> None:
-        """Emit one VAD event with the given (simulated) durations, in seconds."""
+        silence_since: float | None = None,
+    ) -> float:
+        """Emit one VAD event with the given (simulated) durations, in seconds.
+
+        Returns the event's `time.time()` timestamp. With `silence_since` (a
+        `time.time()` value), the event's `silence_duration` is the real time elapsed
+        since then, measured as the event is sent.
+        """
         stream = await self.wait_for_stream()
         speaking = kind != vad.VADEventType.END_OF_SPEECH
+        now = time.time()
+        if silence_since is not None:
+            silence_duration = now - silence_since
+        if self.timeline is not None:
+            name = str(getattr(kind, "value", kind)).lower()
+            self.timeline.stamp(
+                f"vad.{name}",
+                at=now,
+                speech_id=None,
+                speech_duration=speech_duration,
+                silence_duration=silence_duration,
+                inference_duration=inference_duration,
+            )
         stream.push_event(
             vad.VADEvent(
                 type=kind,
                 samples_index=0,
-                timestamp=time.time(),
+                timestamp=now,
                 speech_duration=speech_duration,
                 silence_duration=silence_duration,
                 probability=1.0 if speaking else 0.0,
@@ -496,6 +702,7 @@ class ScriptedVAD(vad.VAD):
                 raw_accumulated_silence=0.0 if speaking else silence_duration,
             )
         )
+        return now
 
 
 class ScriptedVADStream(vad.VADStream):
