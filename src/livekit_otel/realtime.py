@@ -145,19 +145,26 @@ class RealtimeResponses:
         return response
 
     def returned(self, response: Response) -> None:
-        """LiveKit's task for the response returned (played out, tools run)."""
+        """LiveKit's task for the response returned: played out, its message and tools known."""
         response.returned_at = time.time()
+        if response.metrics is not None:
+            self._complete(response)
 
     def latest(self, turn: Any) -> Response | None:
         """The newest response of a reply, to credit what the agent says or calls."""
         return turn.responses[-1] if turn is not None and turn.responses else None
 
     def metrics(self, metrics: Any) -> None:
-        """A response's metrics came: end its span, and write its reply if that waited for it."""
+        """A response's metrics came (with OpenAI, before LiveKit adds its message)."""
         response = self._open.pop(str(getattr(metrics, "request_id", "") or ""), None)
         if response is None or response.ended:
             return
         response.metrics = metrics
+        if response.returned_at is not None:
+            self._complete(response)
+
+    def _complete(self, response: Response) -> None:
+        """Metrics and LiveKit's task both done: end the span, and write a reply waiting for it."""
         self._finish(response)
         turn = response.turn
         waiting = self._waiting.get(id(turn))
@@ -166,7 +173,7 @@ class RealtimeResponses:
             waiting[1](turn)
 
     def awaiting(self, turn: Any) -> bool:
-        """Whether a reply has responses whose metrics have not come yet."""
+        """Whether a reply has responses not yet complete (their metrics have not come)."""
         return any(not response.ended for response in turn.responses)
 
     def wait_for_metrics(self, turn: Any, write: TurnWriter) -> None:

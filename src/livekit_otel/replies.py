@@ -239,8 +239,10 @@ class Replies:
             first_token = response.first_token_at()
             if first_token is not None:
                 timeline.audio_synthesized(first_token)
-                facts.llm_ttft = first_token - response.started_at
+                facts.llm_ttft = seconds(getattr(response.metrics, "ttft", None))
                 break
+        if facts.user_text is None and turn.responses:
+            facts.user_text = getattr(turn.responses[0].user, "transcript", None) or None
         facts.latency = timeline.latency()
         if timeline.segments:
             facts.played_duration = timeline.played
@@ -282,6 +284,8 @@ class Replies:
             return None
         if user is not None and turn.timeline.speech_ended_at is None:
             turn.timeline.user_turn(user.speech_ended_at, user.committed_at)
+        if user is None and turn.responses:  # a follow-up answers what the first one did
+            user = turn.responses[0].user
         return self.realtime.started(turn, response_id, user)
 
     # -- nodes: LLM, tools, TTS ---------------------------------------------------------------

@@ -119,7 +119,12 @@ class UserTurns:
             turn.committed_at = at
         turn.transcript = text
         self._unmatched_audio_commits += 1  # its chat message follows
-        self._end(turn, None)
+        span, end = self._write(turn, None)
+        if turn.stt is None:  # the transcription's usage may follow (STT metrics)
+            self.settle()
+            self._settling = (turn, span, end)
+            return
+        span.end(end)
 
     def handling_transcript(self, handled: bool) -> None:
         """While LiveKit relays a realtime transcript as session events, do not count it twice."""
@@ -171,6 +176,8 @@ class UserTurns:
     def stt_metrics(self, metrics: Any) -> None:
         """STT metrics: they belong to the utterance being heard or the last committed one."""
         turn = self.current or (self._awaiting_eou[-1] if self._awaiting_eou else None)
+        if turn is None and self._awaiting_transcript:  # a realtime model's transcription
+            turn = self._awaiting_transcript[0]
         if turn is not None:
             turn.add_stt(metrics)
         elif self._settling is not None:

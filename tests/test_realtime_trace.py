@@ -1,0 +1,225 @@
+"""Realtime (speech-to-speech) models: each response one generation, one user turn per utterance.
+
+A scripted realtime model (the development kit's, emitting what OpenAI's plugin emits)
+runs a real ``AgentSession``: a greeting, a question answered by a tool call and a spoken
+follow-up with a late transcript, and a story the user barges in on. Expected values come
+from the script and from LiveKit's own metrics objects of the same call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from livekit_otel_dev.realtime import (
+    RealtimeReply,
+    RealtimeRun,
+    RealtimeTurn,
+    run_realtime_session,
+)
+from livekit_otel_dev.scripted import ToolCall
+from opentelemetry.sdk.trace import ReadableSpan
+
+from support.tracing import SpanTree, attributes, input_of, instrumented, output_of, within
+
+WEATHER = ToolCall("lookup_weather", {"location": "Paris"})
+GREETING = "Hello! How can I help?"
+ANSWER = "It is sunny in Paris today."
+STORY = "Once upon a time there was a fox who lived by a river and " * 4
+SCRIPT = [
+    RealtimeTurn(
+        "what is the weather in Paris", reply=WEATHER, follow_up=ANSWER, transcript="after"
+    ),
+    RealtimeTurn("tell me a story", reply=RealtimeReply(STORY, until_interrupted=True)),
+    RealtimeTurn("never mind"),
+]
+# Langfuse's default prices for gpt-4o-realtime-preview, per token, by usage key
+PRICES = {
+    "input_text_tokens": 5e-6,
+    "input_cached_text_tokens": 2.5e-6,
+    "output_text_tokens": 2e-5,
+    "input_audio_tokens": 1e-4,
+    "input_cached_audio_tokens": 2e-5,
+    "output_audio_tokens": 2e-4,
+}
+
+
+class Call:
+    def __init__(self, run: RealtimeRun, tree: SpanTree) -> None:
+        self.run = run
+        self.tree = tree
+
+    def response(self, response_id: str) -> ReadableSpan:
+        (span,) = [
+            s
+            for s in self.tree.named("realtime_response")
+            if attributes(s).get("gen_ai.response.id") == response_id
+        ]
+        return span
+
+    def metrics(self, response_id: str) -> object:
+        (metrics,) = [m for m in self.run.realtime_metrics if m.request_id == response_id]
+        return metrics
+
+
+@pytest.fixture(scope="module", params=["audio"])
+def call(request: pytest.FixtureRequest) -> Iterator[Call]:
+    with instrumented() as tracing:
+        run = asyncio.run(run_realtime_session(SCRIPT, mode=request.param, greeting=GREETING))
+        yield Call(run, tracing.tree())
+
+
+def test_each_response_of_the_model_is_one_realtime_response_span(call: Call) -> None:
+    ids = [attributes(s)["gen_ai.response.id"] for s in call.tree.named("realtime_response")]
+    assert sorted(ids) == sorted(call.run.response_ids)
+
+
+def test_each_realtime_response_is_a_langfuse_generation_with_model_and_provider(
+    call: Call,
+) -> None:
+    for span in call.tree.named("realtime_response"):
+        values = attributes(span)
+        assert values["langfuse.observation.type"] == "generation"
+        assert values["gen_ai.request.model"] == call.run.model.model
+        assert values["gen_ai.provider.name"] == "openai"
+
+
+def test_each_realtime_response_is_a_child_of_its_agent_turn(call: Call) -> None:
+    for span in call.tree.named("realtime_response"):
+        parent = call.tree.parent_of(span)
+        assert parent is not None and parent.name == "agent_turn"
+        assert within(span, parent)
+
+
+def test_realtime_usage_lands_on_langfuse_price_keys_without_overlap(call: Call) -> None:
+    for response_id in call.run.response_ids:
+        metrics = call.metrics(response_id)
+        values = attributes(call.response(response_id))
+        inputs, outputs = metrics.input_token_details, metrics.output_token_details
+        cached = inputs.cached_tokens_details
+        priced = {
+            key.removeprefix("gen_ai.usage."): value
+            for key, value in values.items()
+            if key.removeprefix("gen_ai.usage.") in PRICES
+        }
+        expected = {
+            "input_text_tokens": inputs.text_tokens - cached.text_tokens,
+            "input_cached_text_tokens": cached.text_tokens,
+            "input_audio_tokens": inputs.audio_tokens - cached.audio_tokens,
+            "input_cached_audio_tokens": cached.audio_tokens,
+            "output_text_tokens": outputs.text_tokens,
+            "output_audio_tokens": outputs.audio_tokens,
+        }
+        assert priced == {key: count for key, count in expected.items() if count > 0}
+        assert values["gen_ai.usage.total_tokens"] == metrics.total_tokens
+
+
+def test_a_priced_realtime_model_gets_a_cost_from_its_audio_and_text_tokens(call: Call) -> None:
+    for response_id in call.run.response_ids:
+        values = attributes(call.response(response_id))
+        cost = sum(price * values.get(f"gen_ai.usage.{key}", 0) for key, price in PRICES.items())
+        metrics = call.metrics(response_id)
+        if metrics.output_token_details.audio_tokens:
+            assert cost >= metrics.output_token_details.audio_tokens * PRICES["output_audio_tokens"]
+
+
+def test_completion_start_comes_from_the_first_audio_token(call: Call) -> None:
+    for response_id in call.run.response_ids:
+        metrics = call.metrics(response_id)
+        values = attributes(call.response(response_id))
+        if metrics.ttft < 0:
+            assert "langfuse.observation.completion_start_time" not in values
+            continue
+        start = datetime.fromisoformat(values["langfuse.observation.completion_start_time"])
+        assert start.timestamp() == pytest.approx(metrics.timestamp + metrics.ttft, abs=1e-3)
+
+
+def test_the_spoken_response_outputs_its_transcript(call: Call) -> None:
+    spoken = [r for r in call.run.responses if r.reply.text == ANSWER]
+    (answer,) = spoken
+    output = json.loads(output_of(call.response(answer.response_id)))
+    assert output["content"] == ANSWER
+
+
+def test_the_tool_call_response_outputs_its_tool_call(call: Call) -> None:
+    (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
+    output = json.loads(output_of(call.response(asked.response_id)))
+    assert [c["function"]["name"] for c in output["tool_calls"]] == [WEATHER.name]
+
+
+def test_a_response_answering_speech_has_the_late_transcript_as_input(call: Call) -> None:
+    (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
+    assert input_of(call.response(asked.response_id)) == SCRIPT[0].text
+
+
+def test_an_interrupted_response_is_a_warning(call: Call) -> None:
+    (story,) = [r for r in call.run.responses if r.cancelled]
+    values = attributes(call.response(story.response_id))
+    assert values["langfuse.observation.level"] == "WARNING"
+    assert values["lk.realtime.cancelled"] is True
+
+
+def test_the_tool_runs_as_a_function_tool_span_of_the_same_turn(call: Call) -> None:
+    (tool,) = call.tree.named("function_tool")
+    (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
+    turn = call.tree.parent_of(call.response(asked.response_id))
+    assert call.tree.parent_of(tool) == turn
+
+
+def test_one_user_turn_per_utterance(call: Call) -> None:
+    transcripts = [output_of(s) for s in call.tree.named("user_turn")]
+    assert sorted(transcripts) == sorted(turn.text for turn in SCRIPT)
+
+
+def test_every_span_lies_within_its_parent(call: Call) -> None:
+    outside = [
+        span.name
+        for span in call.tree.spans
+        if (parent := call.tree.parent_of(span)) is not None and not within(span, parent)
+    ]
+    assert outside == []
+
+
+def test_user_turns_span_the_scripted_speech(call: Call) -> None:
+    spans = sorted(call.tree.named("user_turn"), key=lambda s: s.start_time or 0)
+    for span, utterance in zip(spans, call.run.utterances, strict=True):
+        assert (span.start_time or 0) / 1e9 == pytest.approx(utterance.speech_started_at, abs=0.02)
+        assert (span.end_time or 0) / 1e9 == pytest.approx(utterance.speech_stopped_at, abs=0.02)
+
+
+def test_session_usage_totals_include_realtime_tokens(call: Call) -> None:
+    values = attributes(call.tree.one("agent_session"))
+    every = call.run.realtime_metrics
+    assert values["lk.usage.realtime_input_tokens"] == sum(m.input_tokens for m in every)
+    assert values["lk.usage.realtime_output_tokens"] == sum(m.output_tokens for m in every)
+    assert values["lk.usage.realtime_output_audio_tokens"] == sum(
+        m.output_token_details.audio_tokens for m in every
+    )
+
+
+def test_connection_metrics_go_on_the_session(call: Call) -> None:
+    values = attributes(call.tree.one("agent_session"))
+    if not call.run.connection_metrics:
+        pytest.skip("this livekit-agents release reports no realtime connection metrics")
+    (connection,) = call.run.connection_metrics
+    assert values["lk.realtime.acquire_time"] == pytest.approx(connection.acquire_time)
+
+
+def test_a_realtime_turn_has_the_latency_from_end_of_speech_to_first_frame(call: Call) -> None:
+    (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
+    (answer,) = [r for r in call.run.responses if r.reply.text == ANSWER]
+    utterance = call.run.utterances[0]
+    turn = attributes(call.tree.parent_of(call.response(asked.response_id)))
+    expected = answer.first_frame_handed_at - utterance.speech_stopped_at
+    assert turn["lk.turn.perceived_latency"] == pytest.approx(expected, abs=0.02)
+    parts = sum(value for key, value in turn.items() if key.startswith("lk.turn.latency."))
+    assert parts == pytest.approx(turn["lk.turn.perceived_latency"], abs=1e-3)
+
+
+def test_the_greeting_has_no_perceived_latency(call: Call) -> None:
+    (greeting,) = [r for r in call.run.responses if r.reply.text == GREETING]
+    turn = attributes(call.tree.parent_of(call.response(greeting.response_id)))
+    assert "lk.turn.perceived_latency" not in turn
