@@ -370,6 +370,19 @@ def paired_table(paired: dict[str, Paired]) -> list[str]:
     return lines
 
 
+def metrics_cost(paired: dict[str, Paired]) -> list[str]:
+    """What recording OpenTelemetry metrics (into an SDK meter provider) adds per turn."""
+    traces, metered = paired.get("livekit-otel"), paired.get("livekit-otel+metrics")
+    if traces is None or metered is None:
+        return []
+    return [
+        f"Metrics add {metered.added_ms - traces.added_ms:+.2f} ms wall and "
+        f"{metered.cpu_added_ms - traces.cpu_added_ms:+.2f} ms CPU per turn to tracing alone "
+        "(medians of each session's per-turn difference to off).",
+        "",
+    ]
+
+
 def render(
     summaries: dict[str, Summary],
     paired: dict[str, Paired] | None,
@@ -396,11 +409,12 @@ def render(
     comparisons = [compare_runs(summaries)]
     if paired is not None:
         lines += [
-            "## Paired: off, builtin and livekit-otel as three sessions in one process, "
-            "turns interleaved",
+            "## Paired: off, builtin, livekit-otel and livekit-otel with metrics as four "
+            "sessions in one process, turns interleaved",
             "",
             *paired_table(paired),
             "",
+            *metrics_cost(paired),
         ]
         comparisons.append(compare_paired(paired))
     ok = True

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 CONFIGS = ("off", "builtin", "livekit-otel", "livekit-otel-otlp")
 PAIRED = "paired"
-PAIRED_VARIANTS = ("off", "builtin", "livekit-otel")
+PAIRED_VARIANTS = ("off", "builtin", "livekit-otel", "livekit-otel+metrics")
 FLUSH_TIMEOUT_S = 30.0
 
 _PROMPTS = (
@@ -184,7 +184,7 @@ class Variant:
 
 
 async def paired_session(turns: int) -> dict[str, Any]:
-    """Three sessions in one process, their turns interleaved: off, builtin and livekit-otel.
+    """Four sessions in one process, turns interleaved: off, builtin, livekit-otel, +metrics.
 
     Turn k of each session runs back to back (order rotated every turn), so a slow spell
     of the machine hits all three alike. ``off`` and ``builtin`` start before livekit-otel
@@ -195,12 +195,15 @@ async def paired_session(turns: int) -> dict[str, Any]:
     from livekit.agents import telemetry
     from livekit_otel_dev.scripted import ScriptedConversation
     from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from livekit_otel import LiveKitAgentsInstrumentor
     from livekit_otel.compat import PassThroughTracerProvider
+    from livekit_otel.meters import Instruments
 
     builtin_exporter = InMemorySpanExporter()
     builtin_counter = CountingProcessor()
@@ -212,13 +215,25 @@ async def paired_session(turns: int) -> dict[str, Any]:
     ours = TracerProvider()
     ours.add_span_processor(ours_counter)
     ours.add_span_processor(SimpleSpanProcessor(ours_exporter))
-    counters = {"builtin": builtin_counter, "livekit-otel": ours_counter}
+    # the same tracing, plus OpenTelemetry metrics recorded into an SDK meter provider
+    metered_exporter = InMemorySpanExporter()
+    metered_counter = CountingProcessor()
+    metered = TracerProvider()
+    metered.add_span_processor(metered_counter)
+    metered.add_span_processor(SimpleSpanProcessor(metered_exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    counters = {
+        "builtin": builtin_counter,
+        "livekit-otel": ours_counter,
+        "livekit-otel+metrics": metered_counter,
+    }
     telemetry.set_tracer_provider(builtin)  # installs LiveKit's processors once
     # LiveKit's tracer during the other sessions' turns: the global no-op for off (nobody
     # set a provider), the pass-through tracer livekit-otel installs for livekit-otel
     quiet_providers = {
         "off": trace.NoOpTracerProvider(),
         "livekit-otel": PassThroughTracerProvider(),
+        "livekit-otel+metrics": PassThroughTracerProvider(),
     }
     variants = {
         name: Variant(name, builtin if name == "builtin" else quiet_providers[name])
@@ -226,9 +241,16 @@ async def paired_session(turns: int) -> dict[str, Any]:
     }
     for variant in variants.values():
         if variant.name == "livekit-otel":
+            # no meter provider anywhere: the instruments record into the API's no-op meter
             LiveKitAgentsInstrumentor().instrument(
                 tracer_provider=ours, capture_content=True, builtin_telemetry="keep"
             )
+        elif variant.name == "livekit-otel+metrics":
+            # a session takes the tracer and instruments in force when it starts
+            active = LiveKitAgentsInstrumentor._active
+            assert active is not None
+            active.state.tracer = metered.get_tracer("livekit_otel")
+            active.state.instruments = Instruments(meter_provider.get_meter("livekit_otel"), None)
         telemetry.tracer.set_provider(variant.builtin_provider)
         variant.conversation = ScriptedConversation()
         variant.result = Result(config=variant.name, turns=turns)
@@ -246,6 +268,7 @@ async def paired_session(turns: int) -> dict[str, Any]:
             variant.result.turn_ms.append((time.perf_counter() - wall) * 1000)
             builtin_exporter.clear()
             ours_exporter.clear()
+            metered_exporter.clear()
     results: dict[str, Any] = {}
     for variant in order:
         assert variant.result is not None
