@@ -15,7 +15,13 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
-from . import compat, wrappers
+from . import (
+    compat,
+    inference_wrappers,
+    latency_wrappers,
+    realtime_wrappers,
+    wrappers,
+)
 from .attributes import INSTRUMENTATION_SCOPE
 from .config import resolve_options
 from .lifecycle import close_open_sessions, register_flush_on_shutdown
@@ -31,18 +37,18 @@ WRAP_TABLE = (
     (compat.SESSION_CLOSE, wrappers.session_close),
     (compat.SESSION_EMIT, wrappers.session_emit),
     (compat.END_OF_TURN, wrappers.end_of_turn),
-    (compat.LLM_INFERENCE, wrappers.llm_inference),
-    (compat.TTS_INFERENCE, wrappers.tts_inference),
-    (compat.TOOL_EXECUTIONS, wrappers.tool_executions),
-    (compat.REALTIME_GENERATION, wrappers.realtime_generation),
-    (compat.REALTIME_SPEECH_STARTED, wrappers.realtime_speech_started),
-    (compat.REALTIME_SPEECH_STOPPED, wrappers.realtime_speech_stopped),
-    (compat.REALTIME_TRANSCRIPT, wrappers.realtime_transcript),
-    (compat.END_OF_SPEECH, wrappers.end_of_speech),
-    (compat.FORWARDING_IN_ACTIVITY, wrappers.audio_forwarding),
-    (compat.FORWARDING_IN_GENERATION, wrappers.audio_forwarding),
-    (compat.TTS_REQUEST, wrappers.tts_request),
-    (compat.TTS_PUSH_TEXT, wrappers.tts_request),
+    (compat.LLM_INFERENCE, inference_wrappers.llm_inference),
+    (compat.TTS_INFERENCE, inference_wrappers.tts_inference),
+    (compat.TOOL_EXECUTIONS, inference_wrappers.tool_executions),
+    (compat.REALTIME_GENERATION, realtime_wrappers.realtime_generation),
+    (compat.REALTIME_SPEECH_STARTED, realtime_wrappers.realtime_speech_started),
+    (compat.REALTIME_SPEECH_STOPPED, realtime_wrappers.realtime_speech_stopped),
+    (compat.REALTIME_TRANSCRIPT, realtime_wrappers.realtime_transcript),
+    (compat.END_OF_SPEECH, latency_wrappers.end_of_speech),
+    (compat.FORWARDING_IN_ACTIVITY, latency_wrappers.audio_forwarding),
+    (compat.FORWARDING_IN_GENERATION, latency_wrappers.audio_forwarding),
+    (compat.TTS_REQUEST, latency_wrappers.tts_request),
+    (compat.TTS_PUSH_TEXT, latency_wrappers.tts_request),
 )
 
 
