@@ -439,6 +439,30 @@ async def test_instrument_options_set_user_tags_and_metadata_on_the_trace(
     assert trace.metadata == {"region": "eu"}
 
 
+async def test_tags_set_before_start_join_the_default_tags(export_to_langfuse: Exporter) -> None:
+    export = await export_to_langfuse(
+        tags=["prod"], on_session=lambda session: update_session(session, tags=["voice"])
+    )
+
+    (trace,) = export.view.traces.values()
+    assert trace.tags == ["prod", "voice"]
+
+
+async def test_tags_set_during_the_call_join_the_default_tags(
+    langfuse_setup: SetUp, otlp_receiver: OtlpReceiver
+) -> None:
+    provider = langfuse_setup(tags=["prod"])
+    conversation = ScriptedConversation()
+    await conversation.start()
+    await conversation.user_says(UserTurn(GREETING))
+    update_session(conversation.session, tags=["escalated"])
+    await conversation.aclose()
+    assert provider.force_flush(10_000)
+
+    (trace,) = map_spans(otlp_receiver.spans).traces.values()
+    assert trace.tags == ["prod", "escalated"]
+
+
 # -- the Langfuse rules the plugin steers clear of ---------------------------------------
 async def test_a_completion_start_time_without_zone_would_drop_the_generation(
     export_to_langfuse: Exporter,

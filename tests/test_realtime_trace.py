@@ -9,6 +9,7 @@ from the script and from LiveKit's own metrics objects of the same call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -223,3 +224,26 @@ def test_the_greeting_has_no_perceived_latency(call: Call) -> None:
     (greeting,) = [r for r in call.run.responses if r.reply.text == GREETING]
     turn = attributes(call.tree.parent_of(call.response(greeting.response_id)))
     assert "lk.turn.perceived_latency" not in turn
+
+
+async def test_a_transcript_dated_long_before_the_session_stays_one_turn_within_it() -> None:
+    # LiveKit's own realtime tests send transcripts whose turn start is 1_000_000.0 (1970)
+    from livekit.agents import llm
+    from livekit_otel_dev.realtime import RealtimeConversation
+
+    fields = {"item_id": "item_late", "transcript": "words from long ago", "is_final": True}
+    if "turn_started_at" in {f.name for f in dataclasses.fields(llm.InputTranscriptionCompleted)}:
+        fields["turn_started_at"] = 1_000_000.0
+    with instrumented() as tracing:
+        conversation = RealtimeConversation()
+        await conversation.start()
+        realtime = conversation.model.active_session
+        realtime.emit(
+            "input_audio_transcription_completed", llm.InputTranscriptionCompleted(**fields)
+        )
+        await asyncio.sleep(0.05)
+        await conversation.aclose()
+        tree = tracing.tree()
+    (turn,) = tree.named("user_turn")
+    assert output_of(turn) == "words from long ago"
+    assert within(turn, tree.one("agent_session"))

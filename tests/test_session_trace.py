@@ -532,3 +532,19 @@ async def test_builtin_telemetry_keep_lets_livekit_spans_through_a_shared_global
     global_tracer_provider(tracing.provider)
     traced = await trace_session(tracing, TURNS, mode="audio")
     assert BUILTIN_SCOPE in traced.tree.scopes()
+
+
+async def test_no_end_of_turn_loses_part_of_livekits_delay_without_saying_so(
+    tracing: Tracing,
+) -> None:
+    # scripted speech is dated by LiveKit from simulated durations: on some releases an
+    # utterance's end-of-utterance delay reaches back before the session started, and its
+    # end_of_turn is cut to its user turn, with lk.clipped_seconds saying by how much
+    traced = await trace_session(tracing, ["hello there", "and again"], mode="audio")
+    spans = sorted(traced.tree.named("end_of_turn"), key=lambda span: span.start_time or 0)
+    delays = [m.end_of_utterance_delay for m in traced.run.metrics_of(EOUMetrics)]
+    assert len(spans) == len(delays) == 2
+    for span, delay in zip(spans, delays, strict=True):
+        shown = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+        measured = shown + attributes(span).get("lk.clipped_seconds", 0.0)
+        assert measured == pytest.approx(delay, abs=1e-3)
