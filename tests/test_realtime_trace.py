@@ -153,7 +153,8 @@ def test_the_tool_call_response_outputs_its_tool_call(call: Call) -> None:
 
 def test_a_response_answering_speech_has_the_late_transcript_as_input(call: Call) -> None:
     (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
-    assert input_of(call.response(asked.response_id)) == SCRIPT[0].text
+    asked_for = json.loads(input_of(call.response(asked.response_id)))
+    assert asked_for == [{"role": "user", "content": SCRIPT[0].text}]
 
 
 def test_an_interrupted_response_is_a_warning(call: Call) -> None:

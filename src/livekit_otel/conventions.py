@@ -232,8 +232,6 @@ class Conventions:
             and facts.tts_ttfb is not None
         ):
             values[attr.LK_TURN_TOTAL_LATENCY] = facts.eou_delay + facts.llm_ttft + facts.tts_ttfb
-        if facts.realtime is not None:
-            values.update(facts.realtime.attributes())
         if facts.latency is not None:
             self._set_latency(values, facts.latency)
         if facts.played_duration is not None:
@@ -360,12 +358,9 @@ class Conventions:
             if facts.tool_calls:
                 message["tool_calls"] = content.tool_call_messages(facts.tool_calls)
             said = content.to_json(message, self.options)
-            self._set_langfuse_io(values, heard, said)
-            self._set_openinference_io(values, heard or None, said, json_value=False)
-            if self.genai:
-                if heard:
-                    values[attr.GEN_AI_INPUT_MESSAGES] = _messages("user", heard)
-                values[attr.GEN_AI_OUTPUT_MESSAGES] = said
+            asked = _messages("user", heard) if heard else "[]"
+            self._set_input(values, asked, json_value=True, lk_key=attr.LK_LLM_INPUT_MESSAGES)
+            self._set_output(values, said, json_value=True, lk_key=attr.LK_LLM_OUTPUT_MESSAGES)
         return values
 
     # -- tools --------------------------------------------------------------------------
@@ -560,8 +555,8 @@ class Conventions:
         if self.langfuse:
             values[attr.LANGFUSE_OBSERVATION_OUTPUT] = value
         self._set_openinference_io(values, None, value, json_value)
-        if self.genai:
-            values[attr.GEN_AI_OUTPUT_MESSAGES] = value
+        if self.genai:  # the GenAI conventions take a list of output messages
+            values[attr.GEN_AI_OUTPUT_MESSAGES] = "[" + value + "]"
         if not (self._io_carried or self.genai):
             values[lk_key] = value
 

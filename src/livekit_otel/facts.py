@@ -76,7 +76,6 @@ class AgentTurnFacts:
     tts_ttfb: float | None = None
     user_text: str | None = None
     spoken_text: str | None = None
-    realtime: MetricsAggregate | None = None
     latency: Latency | None = None
     played_duration: float | None = None
 
