@@ -1,32 +1,49 @@
 """A scripted voice call traced end to end, offline: no API key, no server.
 
 A real LiveKit ``AgentSession`` runs with scripted STT, LLM, TTS and VAD: four user
-turns, one calling a tool, one interrupted by the user. livekit-otel traces it.
+turns, one calling a tool, one interrupted by the user. The user's silence and each
+component's delay are set by the script and really elapse, so the measured latency in
+the table is what a caller of this agent would wait. livekit-otel traces it.
+
+``--realtime``: a call with a scripted realtime (speech-to-speech) model instead: a
+greeting, a question answered by a tool call and a spoken answer, and a story the user
+barges in on.
 
 Where the trace goes:
 - ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` set: to Langfuse (``setup_langfuse``);
 - ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set: to that OTLP backend;
 - otherwise (the embedded default): an OTLP JSON file under ``traces/``, and the
-  terminal shows the span tree and the per-turn latency table.
+  terminal shows the span tree and the per-turn latency table, printed by livekit-otel's
+  own console (``livekit_otel.terminal``, what ``setup_console()`` prints for your agent).
 
-Run it with ``make demo`` or ``python examples/offline_demo.py``.
+Run it with ``make demo`` or ``python examples/offline_demo.py [--realtime]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-from livekit_otel_dev.console import latency_table, span_tree
 from livekit_otel_dev.jsonfile import OtlpJsonFileExporter
+from livekit_otel_dev.realtime import (
+    RealtimeReply,
+    RealtimeTurn,
+    ScriptedRealtimeModel,
+    run_realtime_session,
+)
 from livekit_otel_dev.scripted import (
-    ScriptedRun,
+    ScriptedAgent,
+    ScriptedTTS,
+    ScriptTimeline,
     ToolCall,
     UserTurn,
+    paused_gc,
     run_scripted_session,
     scripted_session_options,
 )
@@ -36,24 +53,60 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
+from livekit_otel.terminal import attach_console
 
-# the scripted VAD dates the start and end of speech back by these durations, as a real
-# VAD does; they are kept shorter than the accelerated call's real pauses
-_SPOKEN = {"speech_duration": 0.03, "silence_duration": 0.02}
+# The script's delays, in seconds; they really elapse. The user's silence is how long
+# the VAD waits after the end of speech before it reports it (a real one waits longer).
+SILENCE = 0.2
+HOOK = 0.03  # the agent's on_user_turn_completed
+LLM_TTFT = 0.08  # the LLM's time to first token
+TOOL_TTFT = 0.05  # ... when it answers with a tool call
+TOOL = 0.15  # lookup_weather's run time
+TTS_TTFB = 0.06  # the TTS's time to first byte
+PLAYOUT = 0.02  # from synthesized audio to the first frame handed to the output
+ENDPOINTING = 0.05  # LiveKit's minimum endpointing delay
+
+# the VAD dates the start of speech back by its duration, as a real VAD does; it is kept
+# shorter than the accelerated call's pauses, so a user turn starts after the reply before
+_spoken = functools.partial(UserTurn, speech_duration=0.05, silence_duration=SILENCE)
 SCRIPT = [
-    UserTurn("Hi, I'd like to plan a day out in Paris.", **_SPOKEN),
-    UserTurn(
+    _spoken("Hi, I'd like to plan a day out in Paris."),
+    _spoken(
         "What's the weather like in Paris today?",
         reply=ToolCall("lookup_weather", {"location": "Paris"}),
-        **_SPOKEN,
     ),
-    UserTurn(
+    _spoken(
         "Tell me everything about the history of the Louvre.",
         reply="The Louvre began as a fortress built in the late twelfth century. " * 8,
-        interrupt_after=0.02,
-        **_SPOKEN,
+        interrupt_after=0.05,
     ),
-    UserTurn("Sorry, short version please. Thanks, bye!", **_SPOKEN),
+    _spoken("Sorry, short version please. Thanks, bye!"),
+]
+
+# the realtime call: the model's server answers 150 ms after the end of the user's
+# speech and its first audio comes 200 ms after that
+RESPONSE_DELAY = 0.15
+FIRST_AUDIO = 0.2
+_STORY = "Once upon a time a fox lived by the river Seine, and every morning " * 4
+REALTIME_GREETING = RealtimeReply("Hello! How can I help you today?", first_audio_delay=FIRST_AUDIO)
+REALTIME_SCRIPT = [
+    RealtimeTurn(
+        "What's the weather like in Paris today?",
+        reply=RealtimeReply(
+            calls=ToolCall("lookup_weather", {"location": "Paris"}), first_audio_delay=FIRST_AUDIO
+        ),
+        follow_up=RealtimeReply(
+            "It is sunny and 21 degrees in Paris.", first_audio_delay=FIRST_AUDIO
+        ),
+    ),
+    RealtimeTurn(
+        "Tell me a story about Paris.",
+        reply=RealtimeReply(_STORY, first_audio_delay=FIRST_AUDIO, until_interrupted=True),
+    ),
+    RealtimeTurn(  # barges in on the story
+        "Sorry, I have to go. Bye!",
+        reply=RealtimeReply("Goodbye!", first_audio_delay=FIRST_AUDIO),
+    ),
 ]
 
 
@@ -84,7 +137,7 @@ def _traces(spans: tuple[ReadableSpan, ...]) -> str:
     return f"{count} trace" if count == 1 else f"{count} traces"
 
 
-def _configure() -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
+def _configure(name: str) -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
     if os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY"):
         return setup_langfuse(service_name="livekit-otel-demo"), None, "Langfuse"
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
@@ -92,41 +145,80 @@ def _configure() -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
     ):
         return setup_otlp(service_name="livekit-otel-demo"), None, "the OTLP endpoint"
     folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
-    path = folder / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
+    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
     exporter = OtlpJsonFileExporter(path)
     provider = TracerProvider(resource=Resource.create({"service.name": "livekit-otel-demo"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # the span tree and latency table of each session, as setup_console() prints them
+    attach_console(provider, stream=sys.stdout)
     set_tracer_provider(provider)
     return provider, exporter, str(path)
 
 
-async def run_demo_call() -> ScriptedRun:
-    """The scripted call itself, traced by whatever provider livekit-otel was given."""
+async def run_demo_call() -> list[float]:
+    """The scripted call itself, traced by whatever provider livekit-otel was given;
+    returns the latency of each heard reply by the script's own clock (seconds)."""
     # a short barge-in is enough to interrupt the agent in this accelerated call
     options = scripted_session_options(min_interruption_duration=0.01)
-    return await run_scripted_session(
-        SCRIPT, mode="audio", session_options=options, playback_speed=25.0
-    )
+    with paused_gc():  # no garbage collection pause inside a measured part
+        run = await run_scripted_session(
+            SCRIPT,
+            mode="audio",
+            agent=ScriptedAgent(
+                hook_delay=HOOK, playout_delay=PLAYOUT, tool_delays={"lookup_weather": TOOL}
+            ),
+            tts=ScriptedTTS(first_byte_delay=TTS_TTFB),
+            session_options=options,
+            playback_speed=25.0,
+            timeline=ScriptTimeline(),
+            real_silence=True,
+            endpointing_delay=ENDPOINTING,
+            llm_options={"ttft": LLM_TTFT, "tool_ttft": TOOL_TTFT},
+        )
+    return [reply.perceived_latency for reply in run.expected_latencies()]
 
 
-async def main() -> int:
+async def run_realtime_call() -> None:
+    """The scripted realtime call, traced by whatever provider livekit-otel was given."""
+    model = ScriptedRealtimeModel(response_delay=RESPONSE_DELAY)
+    await run_realtime_session(REALTIME_SCRIPT, greeting=REALTIME_GREETING, model=model)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+async def main(realtime: bool = False) -> int:
     """Run the scripted call and show where its trace went; non-zero if an export failed."""
     errors = ExportErrors().attach()
-    provider, exporter, destination = _configure()
+    provider, exporter, destination = _configure("demo-realtime" if realtime else "demo")
     collected = InMemorySpanExporter()  # the demo's own copy, for the summary below
     provider.add_span_processor(SimpleSpanProcessor(collected))
+    if realtime:
+        print(
+            f"A scripted realtime call: a greeting and {len(REALTIME_SCRIPT)} user turns; the "
+            f"model answers {_ms(RESPONSE_DELAY)} ms after the user's speech, its first audio "
+            f"{_ms(FIRST_AUDIO)} ms later\n"
+        )
+    else:
+        print(
+            f"A scripted voice call of {len(SCRIPT)} user turns, with these delays (ms): "
+            f"silence {_ms(SILENCE)}, hook {_ms(HOOK)}, LLM first token {_ms(LLM_TTFT)} "
+            f"(tool call {_ms(TOOL_TTFT)}), tool {_ms(TOOL)}, TTS first byte {_ms(TTS_TTFB)}, "
+            f"playout {_ms(PLAYOUT)}\n"
+        )
     started = time.perf_counter()
-    run = await run_demo_call()
+    truth: list[float] = []
+    if realtime:
+        await run_realtime_call()
+    else:
+        truth = await run_demo_call()
     elapsed = time.perf_counter() - started
     provider.force_flush()
     spans = collected.get_finished_spans()
-    print(f"Scripted call: {len(SCRIPT)} user turns in {elapsed:.2f} s")
-    if exporter is not None:
-        print()
-        print(span_tree(spans))
-        print()
-        print(latency_table(spans))
-        print()
+    print(f"Scripted call done in {elapsed:.2f} s")
+    if truth:
+        print("Latency by the script's own clock (ms): " + ", ".join(_ms(t) for t in truth))
     provider.shutdown()
     summary = f"{len(spans)} spans in {_traces(spans)}"
     if errors.count:
@@ -139,9 +231,14 @@ async def main() -> int:
         print(f"{summary} exported to {destination}.")
         return 0
     print(f"{summary}, written as OTLP JSON to {destination}")
-    print(f"Chat history: {len(run.history)} items; the tool call and the interruption included.")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="a call with a scripted realtime (speech-to-speech) model instead",
+    )
+    sys.exit(asyncio.run(main(realtime=parser.parse_args().realtime)))
