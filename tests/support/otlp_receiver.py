@@ -8,6 +8,8 @@ import pytest
 from livekit_otel_dev.otlp_receiver import (  # noqa: F401
     OtlpReceiver,
     ReceivedEvent,
+    ReceivedMetric,
+    ReceivedPoint,
     ReceivedRequest,
     ReceivedSpan,
     Reply,

@@ -1,10 +1,13 @@
-"""A real OTLP/HTTP traces receiver for tests, on 127.0.0.1 in a background thread.
+"""A real OTLP/HTTP traces and metrics receiver for tests, on 127.0.0.1 in a background thread.
 
 It checks what Langfuse, Jaeger and the OpenTelemetry Collector check: the path
-(``/v1/traces`` or Langfuse's ``/api/public/otel/v1/traces``; anything else, such as
-``/v1/traces/v1/traces``, gets 404), a protobuf body (415 otherwise), gzip or deflate
-content encoding, and optionally required headers (401 when one is missing or wrong).
-Every request is recorded with its path, headers and decoded spans.
+(``/v1/traces``, Langfuse's ``/api/public/otel/v1/traces`` or ``/v1/metrics``; anything
+else, such as ``/v1/traces/v1/traces`` or Langfuse's path with ``/v1/metrics``, gets 404),
+a protobuf body (415 otherwise), gzip or deflate content encoding, and optionally
+required headers (401 when one is missing or wrong). Every request is recorded with its
+path, headers and decoded spans (``ExportTraceServiceRequest``) or metrics
+(``ExportMetricsServiceRequest``: names, units, kinds, temporality, and each data
+point's attributes and value, or count, sum and buckets).
 
 Fault modes for tests: ``respond(status=500)``, ``respond(delay=5.0)`` (hang), one-shot
 replies with ``times=n``, ``release()`` to end hangs at once; ``refused_url()`` gives an
@@ -26,14 +29,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-ACCEPTED_PATHS = ("/v1/traces", "/api/public/otel/v1/traces")
+METRICS_PATH = "/v1/metrics"
+ACCEPTED_PATHS = ("/v1/traces", "/api/public/otel/v1/traces", METRICS_PATH)
 PROTOBUF = "application/x-protobuf"
 
 
@@ -73,6 +82,44 @@ class ReceivedSpan:
         return self.end_ns - self.start_ns
 
 
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One data point of a metric: its attributes and times, and either ``value`` (a sum
+    or gauge) or ``count``, ``sum`` and the buckets (a histogram)."""
+
+    attributes: dict[str, Any]
+    start_ns: int
+    time_ns: int
+    value: float | int | None = None
+    count: int | None = None
+    sum: float | None = None
+    bucket_counts: tuple[int, ...] = ()
+    explicit_bounds: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReceivedMetric:
+    """A metric as the receiver decoded it, with the request it came in.
+
+    ``kind`` is the data field's name (``sum``, ``gauge``, ``histogram``,
+    ``exponential_histogram``, ``summary``); ``temporality`` is ``CUMULATIVE``,
+    ``DELTA`` or ``""`` (gauges); ``monotonic`` is set for sums only.
+    """
+
+    name: str
+    description: str
+    unit: str
+    kind: str
+    temporality: str
+    monotonic: bool | None
+    points: list[ReceivedPoint]
+    resource: dict[str, Any]
+    scope_name: str
+    scope_version: str
+    path: str
+    headers: dict[str, str]
+
+
 @dataclass
 class ReceivedRequest:
     """One POST: what came in, the status it gets, and whether that answer went out.
@@ -86,6 +133,7 @@ class ReceivedRequest:
     status: int
     spans: list[ReceivedSpan] = field(default_factory=list)
     answered: bool = False
+    metrics: list[ReceivedMetric] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,42 @@ class OtlpReceiver:
                 for span in request.spans
             ]
 
+    @property
+    def metrics(self) -> list[ReceivedMetric]:
+        """The metrics of requests answered with a 2xx status, in the order they came."""
+        with self._lock:
+            return [
+                metric
+                for request in self._requests
+                if request.answered and 200 <= request.status < 300
+                for metric in request.metrics
+            ]
+
+    def metrics_named(self, name: str) -> list[ReceivedMetric]:
+        """Every accepted record of the metric called ``name``, oldest first."""
+        return [metric for metric in self.metrics if metric.name == name]
+
+    def latest(self, name: str) -> ReceivedMetric:
+        """The last accepted record of metric ``name`` (with cumulative temporality, the
+        totals so far); fails when none arrived."""
+        found = self.metrics_named(name)
+        if not found:
+            raise AssertionError(
+                f"no metric {name!r} received; got {sorted({m.name for m in self.metrics})}"
+            )
+        return found[-1]
+
+    def wait_for_metrics(self, *names: str, timeout: float = 5.0) -> list[ReceivedMetric]:
+        """Wait until every metric in ``names`` (at least one metric when none are named)
+        was accepted at least once; return all accepted metrics."""
+
+        def ready() -> bool:
+            got = {metric.name for metric in self.metrics}
+            return set(names) <= got if names else bool(got)
+
+        self._wait(ready, timeout, f"metrics {sorted(names) or 'any'}")
+        return self.metrics
+
     def spans_named(self, name: str) -> list[ReceivedSpan]:
         """The accepted spans called ``name``."""
         return [span for span in self.spans if span.name == name]
@@ -204,8 +288,8 @@ class OtlpReceiver:
                 if remaining <= 0:
                     raise AssertionError(
                         f"waited {timeout} s for {what}; got {len(self.spans)} accepted span(s) "
-                        f"in {len(self._requests)} request(s), paths "
-                        f"{sorted({r.path for r in self._requests})}"
+                        f"and {len(self.metrics)} metric record(s) in {len(self._requests)} "
+                        f"request(s), paths {sorted({r.path for r in self._requests})}"
                     )
                 self._lock.wait(remaining)
 
@@ -228,7 +312,10 @@ class OtlpReceiver:
         reply = self._next_reply(path, headers)
         request = ReceivedRequest(path=path, headers=headers, status=reply.status)
         try:
-            request.spans = _decode(body, headers, path)
+            if path == METRICS_PATH:
+                request.metrics = _decode_metrics(body, headers, path)
+            else:
+                request.spans = _decode(body, headers, path)
         except (DecodeError, OSError, zlib.error, EOFError):
             request.status = 400
         with self._lock:
@@ -236,7 +323,10 @@ class OtlpReceiver:
             self._lock.notify_all()
         if reply.delay:
             self._release.wait(reply.delay)
-        payload = ExportTraceServiceResponse().SerializeToString()
+        response = (
+            ExportMetricsServiceResponse() if path == METRICS_PATH else ExportTraceServiceResponse()
+        )
+        payload = response.SerializeToString()
         with self._lock:  # before the client can see the answer, so waiters never lag it
             request.answered = True
             self._lock.notify_all()
@@ -266,15 +356,20 @@ def _handler_for(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _decode(body: bytes, headers: dict[str, str], path: str) -> list[ReceivedSpan]:
-    """Decode an ``ExportTraceServiceRequest`` body into flat span records."""
+def _inflate(body: bytes, headers: dict[str, str]) -> bytes:
+    """The body without its gzip or deflate content encoding."""
     encoding = headers.get("content-encoding", "").lower()
     if encoding == "gzip":
-        body = gzip.decompress(body)
-    elif encoding == "deflate":
-        body = zlib.decompress(body)
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    return body
+
+
+def _decode(body: bytes, headers: dict[str, str], path: str) -> list[ReceivedSpan]:
+    """Decode an ``ExportTraceServiceRequest`` body into flat span records."""
     message = ExportTraceServiceRequest()
-    message.ParseFromString(body)
+    message.ParseFromString(_inflate(body, headers))
     spans: list[ReceivedSpan] = []
     for resource_spans in message.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
@@ -306,6 +401,62 @@ def _decode(body: bytes, headers: dict[str, str], path: str) -> list[ReceivedSpa
                     )
                 )
     return spans
+
+
+def _decode_metrics(body: bytes, headers: dict[str, str], path: str) -> list[ReceivedMetric]:
+    """Decode an ``ExportMetricsServiceRequest`` body into flat metric records."""
+    message = ExportMetricsServiceRequest()
+    message.ParseFromString(_inflate(body, headers))
+    found: list[ReceivedMetric] = []
+    for resource_metrics in message.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data") or ""
+                data = getattr(metric, kind) if kind else None
+                temporality = ""
+                if data is not None and hasattr(data, "aggregation_temporality"):
+                    temporality = AggregationTemporality.Name(
+                        data.aggregation_temporality
+                    ).removeprefix("AGGREGATION_TEMPORALITY_")
+                found.append(
+                    ReceivedMetric(
+                        name=metric.name,
+                        description=metric.description,
+                        unit=metric.unit,
+                        kind=kind,
+                        temporality=temporality,
+                        monotonic=data.is_monotonic if kind == "sum" else None,
+                        points=[_point(point) for point in (data.data_points if data else ())],
+                        resource=resource,
+                        scope_name=scope_metrics.scope.name,
+                        scope_version=scope_metrics.scope.version,
+                        path=path,
+                        headers=headers,
+                    )
+                )
+    return found
+
+
+def _point(point: Any) -> ReceivedPoint:
+    """One number or histogram data point."""
+    common = {
+        "attributes": _attributes(point.attributes),
+        "start_ns": point.start_time_unix_nano,
+        "time_ns": point.time_unix_nano,
+    }
+    if hasattr(point, "bucket_counts"):
+        return ReceivedPoint(
+            **common,
+            count=point.count,
+            sum=point.sum,
+            bucket_counts=tuple(point.bucket_counts),
+            explicit_bounds=tuple(point.explicit_bounds),
+        )
+    if hasattr(point, "as_int") or hasattr(point, "as_double"):
+        which = point.WhichOneof("value")
+        return ReceivedPoint(**common, value=getattr(point, which) if which else None)
+    return ReceivedPoint(**common, count=getattr(point, "count", None), sum=point.sum)
 
 
 def _attributes(pairs: Any) -> dict[str, Any]:
