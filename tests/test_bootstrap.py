@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import errno
 import importlib.util
 import logging
+import multiprocessing
 import os
 import re
+import socket
 import sys
 import time
 import types
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
 from livekit_otel import bootstrap, lifecycle
-from livekit_otel.bootstrap import setup_langfuse, setup_otlp
-from livekit_otel.endpoints import resolve_langfuse_target, resolve_otlp_target
+from livekit_otel.bootstrap import setup_langfuse, setup_otlp, setup_prometheus
+from livekit_otel.endpoints import (
+    resolve_langfuse_target,
+    resolve_otlp_metrics_target,
+    resolve_otlp_target,
+    resolve_prometheus_address,
+)
 from livekit_otel.lifecycle import flush_on_shutdown
 
 PUBLIC = "pk-lf-public-1234"
@@ -34,12 +46,22 @@ HEADER_SECRET = "hdr-SECRET-9999"
 
 @dataclass
 class PluginStub:
-    """Stands in for livekit_otel.instrumentor.set_tracer_provider and records its calls."""
+    """Stands in for livekit_otel.instrumentor's set_tracer_provider / set_meter_provider.
+
+    ``calls`` has each tracer provider with its options, ``meters`` each meter provider
+    handed over (``meter_provider=`` of ``set_tracer_provider``, or ``set_meter_provider``).
+    """
 
     calls: list[tuple[TracerProvider, dict[str, Any]]] = field(default_factory=list)
+    meters: list[MeterProvider | None] = field(default_factory=list)
 
     def set_tracer_provider(self, provider: TracerProvider, **options: Any) -> None:
+        if "meter_provider" in options:
+            self.meters.append(options.pop("meter_provider"))
         self.calls.append((provider, options))
+
+    def set_meter_provider(self, provider: MeterProvider | None, **options: Any) -> None:
+        self.meters.append(provider)
 
 
 @dataclass(eq=False)
@@ -59,19 +81,30 @@ def plugin(monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver) -> Iter
         if name.startswith(("OTEL_", "LANGFUSE_")):
             monkeypatch.delenv(name)
     monkeypatch.setattr(bootstrap, "_installed", None)
+    monkeypatch.setattr(bootstrap, "_served", None)
+    monkeypatch.setattr(bootstrap, "_handed_meter", None)
+    monkeypatch.setattr(bootstrap, "_plugin_instrumented", lambda: False)
+    monkeypatch.setattr(lifecycle, "_every_job", {})
     stub = PluginStub()
     if importlib.util.find_spec("livekit_otel.instrumentor") is not None:
         import livekit_otel.instrumentor as instrumentor
 
         monkeypatch.setattr(instrumentor, "set_tracer_provider", stub.set_tracer_provider)
+        monkeypatch.setattr(instrumentor, "set_meter_provider", stub.set_meter_provider)
     else:
         fake = types.ModuleType("livekit_otel.instrumentor")
         fake.set_tracer_provider = stub.set_tracer_provider  # type: ignore[attr-defined]
+        fake.set_meter_provider = stub.set_meter_provider  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "livekit_otel.instrumentor", fake)
     yield stub
     otlp_receiver.release()
+    if bootstrap._served is not None:
+        bootstrap._served.close()
     for provider, _ in stub.calls:
         provider.shutdown()
+    for meter_provider in stub.meters:
+        if meter_provider is not None and not meter_provider._shutdown:
+            meter_provider.shutdown()
 
 
 def emit_span(provider: TracerProvider, name: str = "unit", **attributes: Any) -> None:
@@ -483,15 +516,58 @@ def test_global_provider_untouched_by_default(otlp_receiver: OtlpReceiver) -> No
     assert trace.get_tracer_provider() is not provider
 
 
-def test_global_provider_set_when_asked(
-    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def global_meter_provider(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Stands in for OpenTelemetry's process-global meter provider: setting the real one
+    would bind every proxy meter of the test process to it for good."""
+    held: list[Any] = []
+
+    def set_meter_provider(provider: Any) -> None:
+        if not held:
+            held.append(provider)
+
+    monkeypatch.setattr(metrics, "set_meter_provider", set_meter_provider)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: held[0] if held else None)
+    return held
+
+
+@pytest.fixture
+def global_tracer_provider_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenTelemetry's process-global tracer provider not yet set, for this test only."""
     monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
 
+
+@pytest.mark.usefixtures("global_tracer_provider_unset")
+def test_global_provider_set_when_asked(
+    otlp_receiver: OtlpReceiver, global_meter_provider: list[Any]
+) -> None:
     provider = setup_otlp(otlp_receiver.url, set_global=True)
 
     assert trace.get_tracer_provider() is provider
+    assert global_meter_provider == [bootstrap.installed_meter_provider()]
+
+
+@pytest.mark.usefixtures("global_tracer_provider_unset")
+def test_global_meter_provider_set_once_warns_when_taken(
+    otlp_receiver: OtlpReceiver,
+    global_meter_provider: list[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    global_meter_provider.append(object())  # someone set it before
+
+    with caplog.at_level(logging.WARNING):
+        setup_otlp(otlp_receiver.url, set_global=True, metrics=True)
+
+    assert "a global meter provider was already set" in caplog.text
+
+
+def test_global_meter_provider_untouched_by_default(
+    otlp_receiver: OtlpReceiver, global_meter_provider: list[Any]
+) -> None:
+    setup_otlp(otlp_receiver.url)
+
+    assert global_meter_provider == []
 
 
 def test_provider_is_handed_to_the_plugin_with_instrument_options(
@@ -561,8 +637,8 @@ def test_setup_inside_a_job_registers_one_flush_per_job(
     fake_livekit_agents(monkeypatch, lambda: ctx)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only a flush sends it
 
-    provider = setup_otlp(otlp_receiver.url)
-    setup_otlp(otlp_receiver.url)  # same settings, same job: still one callback
+    provider = setup_otlp(otlp_receiver.url, metrics=False)
+    setup_otlp(otlp_receiver.url, metrics=False)  # same settings, same job: still one callback
     provider.get_tracer("t").start_span("last").end()
     (callback,) = ctx.callbacks
     asyncio.run(callback("room_deleted"))
@@ -644,6 +720,10 @@ def otlp_negative_shutdown_timeout() -> TracerProvider:
     return setup_otlp("http://localhost:4318", shutdown_timeout=-1)
 
 
+def otlp_metrics_option_as_text() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", metrics="yes")  # type: ignore[arg-type]
+
+
 # each bad setting, with a piece of the message that tells what to fix
 BAD_SETTINGS = [
     pytest.param(missing_langfuse_keys, "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"),
@@ -654,6 +734,7 @@ BAD_SETTINGS = [
     pytest.param(otlp_zero_timeout, "timeout must be a positive number of seconds"),
     pytest.param(otlp_timeout_as_text, "timeout must be a positive number of seconds"),
     pytest.param(otlp_negative_shutdown_timeout, "shutdown_timeout must be a positive number"),
+    pytest.param(otlp_metrics_option_as_text, "metrics must be True, False or None"),
 ]
 
 
@@ -765,3 +846,596 @@ def test_unexpected_failure_outside_a_job_propagates(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(RuntimeError, match="exporter broke"):
         setup_otlp("http://localhost:4318")
+
+
+# --- OTLP metrics -----------------------------------------------------------------------
+
+
+def count_one(
+    meter_provider: MeterProvider | None, name: str = "unit.calls", flush: bool = True
+) -> None:
+    """Add 1 to a counter on ``meter_provider`` and flush it (``flush=False`` for a
+    Prometheus reader: its flush queues one more copy for the next scrape)."""
+    assert meter_provider is not None
+    meter_provider.get_meter("livekit-otel-test").create_counter(name, unit="{call}").add(1)
+    if flush:
+        meter_provider.force_flush()
+
+
+def test_otlp_metrics_reach_v1_metrics_of_the_same_backend_with_the_same_headers(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub
+) -> None:
+    provider = setup_otlp(otlp_receiver.url, {"x-api-key": "k1"}, service_name="agent-x")
+    meter_provider = bootstrap.installed_meter_provider()
+
+    count_one(meter_provider)
+
+    (metric,) = otlp_receiver.wait_for_metrics("unit.calls")
+    assert metric.path == "/v1/metrics"
+    assert metric.headers["x-api-key"] == "k1"
+    assert metric.headers["content-encoding"] == "gzip"
+    assert metric.resource["service.name"] == "agent-x"
+    assert (metric.kind, metric.temporality, metric.monotonic) == ("sum", "CUMULATIVE", True)
+    assert [point.value for point in metric.points] == [1]
+    assert plugin.meters == [meter_provider]
+    assert plugin.calls == [(provider, {})]
+
+
+@pytest.mark.parametrize("path", ["", "/", "/v1/traces", "/v1/traces/"])
+def test_metrics_url_is_built_from_the_endpoint_argument(
+    otlp_receiver: OtlpReceiver, path: str
+) -> None:
+    setup_otlp(otlp_receiver.url + path)
+
+    count_one(bootstrap.installed_meter_provider())
+
+    assert otlp_receiver.wait_for_metrics("unit.calls")[0].path == "/v1/metrics"
+
+
+def test_metrics_endpoint_and_headers_variables_apply_to_metrics_only(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics_backend = OtlpReceiver().start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=g")
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics_backend.url + "/v1/metrics"
+        )
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-metrics=m")
+
+        emit_span(setup_otlp())
+        count_one(bootstrap.installed_meter_provider())
+
+        (span,) = otlp_receiver.wait_for_spans(1)
+        (metric,) = metrics_backend.wait_for_metrics("unit.calls")
+        assert otlp_receiver.metrics == []
+        assert span.headers["x-generic"] == "g" and "x-metrics" not in span.headers
+        assert metric.headers["x-metrics"] == "m" and "x-generic" not in metric.headers
+    finally:
+        metrics_backend.stop()
+
+
+def test_explicit_headers_replace_env_headers_for_metrics_too(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SDK 1.45 merges these variables into explicit headers, 1.39 replaces them: neither here
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-env-only={HEADER_SECRET}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", f"x-env-metrics={HEADER_SECRET}")
+
+    setup_otlp(otlp_receiver.url, {"X-Honeycomb-Team": "key"})
+    count_one(bootstrap.installed_meter_provider())
+
+    headers = otlp_receiver.wait_for_metrics("unit.calls")[0].headers
+    assert headers["x-honeycomb-team"] == "key"
+    assert HEADER_SECRET not in repr(headers)
+
+
+def test_empty_headers_send_no_env_headers_with_metrics(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", f"x-env-metrics={HEADER_SECRET}")
+
+    setup_otlp(otlp_receiver.url, {})
+    count_one(bootstrap.installed_meter_provider())
+
+    assert HEADER_SECRET not in repr(otlp_receiver.wait_for_metrics("unit.calls")[0].headers)
+
+
+@pytest.mark.parametrize(
+    ("environ", "url", "headers"),
+    [
+        ({}, "http://localhost:4318/v1/metrics", {}),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "http://c:4318/v1/metrics", {}),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/otlp/v1/traces"},
+            "http://c:4318/otlp/v1/metrics",
+            {},
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://t.example/v1/traces",
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-t=1",
+            },
+            "https://t.example/v1/metrics",
+            {"x-t": "1"},
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://t.example/spans"},
+            "http://localhost:4318/v1/metrics",
+            {},
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://tempo.example/v1/traces",
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-t=1",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-c=2",
+            },
+            "http://collector:4318/v1/metrics",
+            {"x-c": "2"},
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://m.example/custom",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-c=2",
+                "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-m=3",
+            },
+            "https://m.example/custom",
+            {"x-m": "3"},
+        ),
+    ],
+)
+def test_metrics_target_follows_metrics_variables_else_the_traces_backend(
+    environ: dict[str, str], url: str, headers: dict[str, str]
+) -> None:
+    target = resolve_otlp_metrics_target(None, None, environ)
+
+    assert (target.url, dict(target.headers)) == (url, headers)
+
+
+def test_metrics_target_takes_the_arguments_over_every_variable() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://m.example/v1/metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-m=3",
+    }
+
+    target = resolve_otlp_metrics_target("http://x:4318/prefix", {"X-A": "1"}, environ)
+
+    assert (target.url, dict(target.headers)) == ("http://x:4318/prefix/v1/metrics", {"x-a": "1"})
+
+
+@pytest.mark.parametrize(
+    ("exporters", "enabled"),
+    [("", True), ("otlp", True), ("console, OTLP", True), ("none", False), ("prometheus", False)],
+)
+def test_otel_metrics_exporter_turns_otlp_metrics_on_or_off(
+    otlp_receiver: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    plugin: PluginStub,
+    exporters: str,
+    enabled: bool,
+) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", exporters)
+
+    setup_otlp(otlp_receiver.url)
+
+    assert (bootstrap.installed_meter_provider() is not None) is enabled
+    assert len(plugin.meters) == int(enabled)
+
+
+@pytest.mark.parametrize(("exporters", "option"), [("otlp", False), ("none", True)])
+def test_metrics_option_wins_over_otel_metrics_exporter(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, exporters: str, option: bool
+) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", exporters)
+
+    setup_otlp(otlp_receiver.url, metrics=option)
+
+    assert (bootstrap.installed_meter_provider() is not None) is option
+
+
+def test_metrics_off_leaves_a_bad_metrics_variable_unread(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318")
+
+    emit_span(setup_otlp(otlp_receiver.url))
+
+    assert otlp_receiver.wait_for_spans(1)
+
+
+def test_langfuse_sends_no_metrics(otlp_receiver: OtlpReceiver, plugin: PluginStub) -> None:
+    setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+
+    assert bootstrap.installed_meter_provider() is None
+    assert plugin.meters == []
+
+
+def test_otlp_metrics_endpoint_without_scheme_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318/v1/metrics")
+
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be a URL"):
+        setup_otlp()
+
+
+def test_malformed_metrics_headers_env_is_rejected_without_echoing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", f"Authorization Basic {HEADER_SECRET}")
+
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_METRICS_HEADERS") as error:
+        setup_otlp("http://localhost:4318")
+
+    assert HEADER_SECRET not in str(error.value)
+
+
+def test_metrics_endpoint_ending_in_v1_traces_gets_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/v1/traces"}
+
+    with caplog.at_level(logging.WARNING):
+        resolve_otlp_metrics_target(None, None, environ)
+
+    assert "should end with /v1/metrics" in caplog.text
+
+
+def test_same_settings_keep_the_meter_provider_and_other_settings_retire_it(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub
+) -> None:
+    setup_otlp(otlp_receiver.url)
+    first = bootstrap.installed_meter_provider()
+    setup_otlp(otlp_receiver.url)
+    assert bootstrap.installed_meter_provider() is first
+
+    setup_otlp(otlp_receiver.url, service_name="other")
+    second = bootstrap.installed_meter_provider()
+
+    assert first is not None and second is not None and second is not first
+    assert plugin.meters == [first, second]
+    wait_until(lambda: first._shutdown)  # retired in the background
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_setup_in_a_job_flushes_spans_and_metrics_one_callback_each(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = FakeJobContext()
+    fake_livekit_agents(monkeypatch, lambda: ctx)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")  # only a flush sends them
+
+    provider = setup_otlp(otlp_receiver.url)
+    setup_otlp(otlp_receiver.url)
+    provider.get_tracer("t").start_span("last").end()
+    meter = bootstrap.installed_meter_provider()
+    assert meter is not None
+    meter.get_meter("t").create_counter("unit.calls").add(2)
+    assert len(ctx.callbacks) == 2
+
+    async def shutdown() -> None:
+        await asyncio.gather(*(callback("room_deleted") for callback in ctx.callbacks))
+
+    asyncio.run(shutdown())
+
+    assert [s.name for s in otlp_receiver.spans] == ["last"]
+    assert [p.value for p in otlp_receiver.latest("unit.calls").points] == [2]
+
+
+def test_setup_at_import_is_flushed_in_each_job_within_its_own_bound(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_livekit_agents(monkeypatch, no_job)
+    provider = setup_otlp(otlp_receiver.url, timeout=20.0, shutdown_timeout=0.4)
+    otlp_receiver.respond(delay=30.0)
+    provider.get_tracer("t").start_span("pending").end()
+    ctx = FakeJobContext()
+    fake_livekit_agents(monkeypatch, lambda: ctx)
+
+    # what the instrumentor does as a session starts, with the default bound
+    assert lifecycle.register_flush_on_shutdown(provider) is True
+    assert len(ctx.callbacks) == 2  # the spans and the metrics of the setup
+
+    async def shutdown() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(callback("room_deleted") for callback in ctx.callbacks))
+        return time.monotonic() - started
+
+    assert asyncio.run(shutdown()) < 1.0  # the setup's 0.4 s, not the default 3 s
+
+
+async def test_metrics_flush_returns_within_its_bound_when_the_receiver_hangs(
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    otlp_receiver.respond(delay=30.0)
+    setup_otlp(otlp_receiver.url, timeout=20.0)
+    meter = bootstrap.installed_meter_provider()
+    assert meter is not None
+    meter.get_meter("t").create_counter("unit.calls").add(1)
+
+    started = time.monotonic()
+    await flush_on_shutdown(meter, timeout=0.3)("job_shutdown")
+
+    assert 0.3 <= time.monotonic() - started < 0.8
+    assert otlp_receiver.wait_for_requests(1)[0].path == "/v1/metrics"
+
+
+async def test_a_meter_provider_whose_flush_raises_is_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(MeterProvider):
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            raise Exception("MeterProvider.force_flush failed because ...")  # as the SDK does
+
+    with caplog.at_level(logging.DEBUG):
+        await flush_on_shutdown(Failing(shutdown_on_exit=False), timeout=0.5)("job_shutdown")
+
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.getMessage() == "livekit-otel: flushing metrics failed (Exception)"
+
+
+def test_a_metrics_export_that_raises_is_one_exporter_error_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # older exporter releases let a refused connection escape export()
+    def refused(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(OTLPMetricExporter, "export", refused)
+    setup_otlp(refused_url(), headers={})
+    with caplog.at_level(logging.DEBUG):
+        count_one(bootstrap.installed_meter_provider())
+
+    failures = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.name for record in failures] == [OTLPMetricExporter.__module__]
+    assert "ConnectionError: connection refused" in failures[0].getMessage()
+    assert failures[0].exc_info is None
+
+
+# --- Prometheus endpoint ----------------------------------------------------------------
+
+
+def scrape(port: int) -> str:
+    """The text ``/metrics`` serves on 127.0.0.1:``port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def sample(text: str, name: str) -> float | None:
+    """The value of the one sample ``name`` (any labels) in an exposition, or ``None``."""
+    found = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
+    assert len(found) <= 1, found
+    return float(found[0]) if found else None
+
+
+def served_port() -> int:
+    assert bootstrap._served is not None
+    return bootstrap._served.port
+
+
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
+    """A loopback port another socket listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def exporter_installed() -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_serves_the_metrics_and_hands_the_provider_to_the_plugin(
+    plugin: PluginStub,
+) -> None:
+    provider = setup_prometheus(port=0, service_name="agent-p")
+    count_one(provider, flush=False)
+
+    text = scrape(served_port())
+
+    assert sample(text, "unit_calls_total") == 1.0
+    assert 'service_name="agent-p"' in text  # target_info
+    assert plugin.meters == [provider]
+    assert bootstrap.installed_meter_provider() is provider
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_same_settings_twice_is_a_no_op(plugin: PluginStub) -> None:
+    first = setup_prometheus(port=0)
+    port = served_port()
+
+    assert setup_prometheus(port=0) is first
+    assert served_port() == port
+    assert plugin.meters == [first]
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_other_settings_replace_the_endpoint(
+    plugin: PluginStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = setup_prometheus(port=0)
+    old_port = served_port()
+    with caplog.at_level(logging.WARNING):
+        second = setup_prometheus(port=0, service_name="other")
+    count_one(second, flush=False)
+
+    assert second is not first
+    assert sample(scrape(served_port()), "unit_calls_total") == 1.0
+    assert "is replaced" in caplog.text
+    wait_until(lambda: first._shutdown)
+    with pytest.raises(OSError):
+        scrape(old_port)
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_reads_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "0")
+
+    count_one(setup_prometheus(), flush=False)
+
+    assert sample(scrape(served_port()), "unit_calls_total") == 1.0
+
+
+def test_prometheus_default_address_is_loopback_9464() -> None:
+    assert resolve_prometheus_address(None, None, {}) == ("127.0.0.1", 9464)
+    assert resolve_prometheus_address("0.0.0.0", 9100, {}) == ("0.0.0.0", 9100)
+    assert resolve_prometheus_address("[::]", None, {}) == ("::", 9464)
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 70000, True, 9464.0, "9464"])
+def test_prometheus_port_out_of_range_is_rejected(port: Any) -> None:
+    with pytest.raises(ValueError, match=r"^port= must be a port number from 1 to 65535"):
+        setup_prometheus(port=port)
+
+
+def test_prometheus_port_variable_that_is_not_a_number_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", "ninety")
+
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_PROMETHEUS_PORT must be a port number"):
+        setup_prometheus()
+
+
+@pytest.mark.parametrize("host", ["http://0.0.0.0", "0.0.0.0:9464/metrics", " "])
+def test_prometheus_host_that_is_a_url_is_rejected(host: str) -> None:
+    with pytest.raises(ValueError, match=r"^host= must be a host name or IP address"):
+        setup_prometheus(host=host)
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_port_in_use_outside_a_job_raises_what_to_do(plugin: PluginStub) -> None:
+    with port_in_use() as port, pytest.raises(OSError) as error:
+        setup_prometheus(port=port)
+
+    assert error.value.errno == errno.EADDRINUSE
+    assert f"port {port} on 127.0.0.1 is already in use" in str(error.value)
+    assert "Pass another port=" in str(error.value)
+    assert plugin.meters == []
+    assert bootstrap._served is None
+
+
+@pytest.fixture
+def job_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process is one LiveKit started for a job (as LiveKit names them)."""
+    monkeypatch.setattr(multiprocessing.current_process(), "name", "job_proc")
+
+
+@pytest.mark.usefixtures("exporter_installed", "job_process")
+def test_prometheus_port_in_use_inside_a_job_is_one_error_and_no_crash(
+    in_job: FakeJobContext, plugin: PluginStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    with port_in_use() as port, caplog.at_level(logging.DEBUG):
+        provider = setup_prometheus(port=port)
+    count_one(provider, flush=False)  # records nothing, raises nothing
+
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.ERROR
+    assert "already in use" in record.getMessage()
+    assert "job_executor_type=JobExecutorType.THREAD" in record.getMessage()
+    assert isinstance(provider, MeterProvider)
+    assert plugin.meters == []
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_port_in_use_in_a_job_run_in_a_thread_is_one_error(
+    in_job: FakeJobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with port_in_use() as port, caplog.at_level(logging.DEBUG):
+        setup_prometheus(port=port)
+
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.ERROR
+    assert "already in use" in record.getMessage()
+    assert "JobExecutorType" not in record.getMessage()  # it already runs in the worker
+
+
+@pytest.mark.usefixtures("exporter_installed")
+@pytest.mark.parametrize(("process", "level"), [("job_proc", "ERROR"), ("Process-2", "INFO")])
+def test_prometheus_port_in_use_at_import_in_a_child_process_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    plugin: PluginStub,
+    process: str,
+    level: str,
+) -> None:
+    # LiveKit's job (and inference) processes import the agent's main module again, outside
+    # any job context, while the worker's main process holds the port
+    fake_livekit_agents(monkeypatch, no_job)
+    monkeypatch.setattr(multiprocessing.current_process(), "name", process)
+
+    with port_in_use() as port, caplog.at_level(logging.DEBUG, logger="livekit_otel"):
+        setup_prometheus(port=port)
+
+    (record,) = [r for r in caplog.records if "setup_prometheus" in r.getMessage()]
+    assert record.levelname == level
+    assert plugin.meters == []
+
+
+@pytest.mark.usefixtures("exporter_installed", "job_process")
+def test_prometheus_from_a_job_process_warns_that_the_endpoint_ends_with_the_job(
+    in_job: FakeJobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        setup_prometheus(port=0)
+
+    assert "the endpoint ends with the job" in caplog.text
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_from_a_job_run_in_a_thread_serves_without_a_warning(
+    in_job: FakeJobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        count_one(setup_prometheus(port=0), flush=False)
+
+    assert caplog.text == ""
+    assert sample(scrape(served_port()), "unit_calls_total") == 1.0
+
+
+def test_prometheus_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.prometheus", None)
+
+    with pytest.raises(ImportError, match=re.escape("pip install 'livekit-otel[prometheus]'")):
+        setup_prometheus(port=0)
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_takes_the_metrics_from_setup_otlp_in_either_order(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub
+) -> None:
+    setup_otlp(otlp_receiver.url)
+    otlp_metrics = bootstrap.installed_meter_provider()
+    served = setup_prometheus(port=0)
+    assert otlp_metrics is not None and otlp_metrics is not served
+    wait_until(lambda: otlp_metrics._shutdown)
+
+    setup_otlp(otlp_receiver.url, service_name="again")
+
+    assert bootstrap.installed_meter_provider() is served
+    assert plugin.meters == [otlp_metrics, served, served]
+    assert bootstrap._installed is not None and bootstrap._installed.meter_provider is None
+
+
+@pytest.mark.usefixtures("exporter_installed")
+def test_prometheus_set_global_sets_the_global_meter_provider(
+    global_meter_provider: list[Any],
+) -> None:
+    provider = setup_prometheus(port=0, set_global=True)
+
+    assert global_meter_provider == [provider]

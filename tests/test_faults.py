@@ -8,13 +8,22 @@ same script, in the same fixture, and the two are compared.
 
 Instrumentation faults: a tracer provider whose tracers raise, one whose spans raise from
 every method, and a ``SessionRecorder`` whose hooks raise one at a time.
+
+Metrics backend faults: ``setup_otlp`` sends the spans to a working receiver and the
+metrics (``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``) to the failing one, with a 20 ms export
+interval, so failed metric exports happen while the turns run. The same checks apply, and
+the memory that livekit-otel, the SDK and the exporter hold after many failed exports must
+not grow with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,9 +34,16 @@ import pytest
 from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
+from livekit_otel import (
+    LiveKitAgentsInstrumentor,
+    bootstrap,
+    installed_meter_provider,
+    lifecycle,
+    setup_otlp,
+)
 from livekit_otel.recorder import SessionRecorder
 from livekit_otel.replies import Replies
 from livekit_otel.user_turns import UserTurns
@@ -220,7 +236,7 @@ def exporting_to(
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(bootstrap, "_installed", None)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", schedule_delay_ms)
-        provider = setup_otlp(backend.endpoint, headers={}, timeout=EXPORT_TIMEOUT_S)
+        provider = setup_otlp(backend.endpoint, headers={}, timeout=EXPORT_TIMEOUT_S, metrics=False)
     lifecycle = SpanLifecycle()
     provider.add_span_processor(lifecycle)
     try:
@@ -292,6 +308,229 @@ def test_a_failing_backend_logs_a_few_warnings_not_one_per_span(fault: str) -> N
         warnings = logs.warnings()
     assert lifecycle.ended >= 6 * len(SCRIPT)
     assert 1 <= len(warnings) <= MAX_EXPORT_LOG_RECORDS, [r.getMessage() for r in warnings]
+
+
+# -- metrics backend faults -------------------------------------------------------------------
+METRIC_EXPORT_TIMEOUT_S = 1.0
+"""Per metric export request; also what a final export to a refused port retries for."""
+BUSY_METRIC_INTERVAL_MS = "20"
+DEFAULT_METRIC_INTERVAL_MS = "60000"  # the SDK's default: only a flush exports
+WARM_TURNS = 10
+MEMORY_TURNS = 40
+# What the metrics path (livekit-otel's instruments, the SDK's metrics code, the OTLP
+# exporters, protobuf, the HTTP client) holds while metric exports fail every 20 ms,
+# looked at after MEMORY_TURNS turns and again after as many more. Live objects of those
+# packages must not grow between the two beyond the export in flight (up to about ten
+# objects); a failed export kept per attempt (a few per window: each one waits for its
+# timeout) would add its MetricsData tree, request and response, 40 objects or more each.
+# Bytes held by blocks they allocated must stay within MAX_METRICS_MEMORY_HELD: measured
+# here 40-80 KB after either window, most of it CPython's free lists of dicts charged to
+# the line that last allocated them.
+# (Spans and contexts are test_leaks.py's: LiveKit's chat history holds them here, as it
+# keeps every turn until the agent trims it.)
+MAX_METRICS_MEMORY_HELD = 256 * 1024
+MAX_METRICS_OBJECT_GROWTH = 25
+_METRICS_MODULES = (
+    "opentelemetry.sdk.metrics",
+    "opentelemetry.exporter",
+    "opentelemetry.proto",
+    "google.protobuf",
+    "requests",
+    "urllib3",
+    "http.client",
+)
+_METRICS_CODE = (
+    tracemalloc.Filter(True, "*/livekit_otel/meters.py"),
+    tracemalloc.Filter(True, "*/opentelemetry/sdk/metrics/*"),
+    tracemalloc.Filter(True, "*/opentelemetry/exporter/*"),
+    tracemalloc.Filter(True, "*/opentelemetry/proto/*"),
+    tracemalloc.Filter(True, "*/google/protobuf/*"),
+    tracemalloc.Filter(True, "*/requests/*"),
+    tracemalloc.Filter(True, "*/urllib3/*"),
+)
+
+
+def metric_export_attempts(backend: FaultyBackend, logs: Records) -> Callable[[], int]:
+    """Metric export attempts so far: requests to /v1/metrics, or failures logged."""
+    if backend.receiver is not None:
+        receiver = backend.receiver
+        return lambda: sum(1 for r in receiver.requests if r.path == "/v1/metrics")
+    return lambda: len(logs.warnings("opentelemetry"))
+
+
+@contextmanager
+def metrics_exporting_to(backend: FaultyBackend, interval_ms: str) -> Iterator[MeterProvider]:
+    """``setup_otlp``: spans to a working receiver (exported every 20 ms, so they are not
+    held), metrics to ``backend``; afterwards the meter provider is shut down, its final
+    export bounded by the export timeout, before the next test reads the logs."""
+    uninstrument()
+    spans = OtlpReceiver().start()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(bootstrap, "_installed", None)
+        monkeypatch.setattr(bootstrap, "_served", None)
+        monkeypatch.setattr(lifecycle, "_every_job", {})
+        monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", spans.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", backend.endpoint + "/v1/metrics")
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", interval_ms)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", BUSY_SCHEDULE_DELAY_MS)
+        provider = setup_otlp(headers={}, timeout=METRIC_EXPORT_TIMEOUT_S)
+        meter_provider = installed_meter_provider()
+    assert meter_provider is not None
+    try:
+        yield meter_provider
+    finally:
+        uninstrument()
+        if backend.receiver is not None:
+            backend.receiver.release()
+        meter_provider.shutdown()
+        provider.shutdown()
+        spans.stop()
+
+
+@pytest.fixture(scope="module", params=BACKEND_FAULTS)
+def metrics_fault_run(request: pytest.FixtureRequest) -> Iterator[FaultRun]:
+    with faulty_backend(request.param) as backend:
+        untraced = play_untraced()
+        with recording_logs() as logs, metrics_exporting_to(backend, BUSY_METRIC_INTERVAL_MS):
+            traced = play_catching(metric_export_attempts(backend, logs))
+        traced.records = logs.records
+        yield FaultRun(untraced, traced)
+
+
+def test_no_exception_escapes_when_the_metrics_backend_fails(metrics_fault_run: FaultRun) -> None:
+    assert metrics_fault_run.traced.escaped is None
+
+
+def test_session_history_is_unchanged_when_the_metrics_backend_fails(
+    metrics_fault_run: FaultRun,
+) -> None:
+    assert metrics_fault_run.traced.conversation == metrics_fault_run.untraced.conversation
+
+
+def test_metric_exports_were_attempted_while_the_turns_ran(metrics_fault_run: FaultRun) -> None:
+    assert metrics_fault_run.traced.attempts_during_turns >= 1
+
+
+def test_turns_are_not_slowed_by_a_failing_metrics_backend(metrics_fault_run: FaultRun) -> None:
+    bound = SLOWDOWN_FACTOR * metrics_fault_run.untraced.total_seconds + SLOWDOWN_SLACK_S
+    assert metrics_fault_run.traced.total_seconds <= bound, (
+        f"turns took {metrics_fault_run.traced.turn_seconds} s with metrics, "
+        f"{metrics_fault_run.untraced.turn_seconds} s untraced"
+    )
+    assert max(metrics_fault_run.traced.turn_seconds) < METRIC_EXPORT_TIMEOUT_S
+
+
+def test_livekit_otel_itself_does_not_log_when_the_metrics_backend_fails(
+    metrics_fault_run: FaultRun,
+) -> None:
+    ours = [
+        record.getMessage()
+        for record in metrics_fault_run.traced.records
+        if record.name.startswith(OUR_LOGGER) and record.levelno >= logging.WARNING
+    ]
+    assert ours == []
+
+
+@pytest.mark.parametrize("fault", BACKEND_FAULTS)
+def test_a_failing_metrics_backend_logs_a_few_warnings_not_one_per_turn(fault: str) -> None:
+    with (
+        faulty_backend(fault) as backend,
+        recording_logs() as logs,
+        metrics_exporting_to(backend, DEFAULT_METRIC_INTERVAL_MS) as meter_provider,
+    ):
+        asyncio.run(play())
+        # the SDK raises when a reader failed, which lifecycle's flush catches
+        with contextlib.suppress(Exception):
+            meter_provider.force_flush(timeout_millis=int(2 * METRIC_EXPORT_TIMEOUT_S * 1000))
+        warnings = logs.warnings()
+    assert 1 <= len(warnings) <= MAX_EXPORT_LOG_RECORDS, [r.getMessage() for r in warnings]
+
+
+async def play_turns(conversation: ScriptedConversation, count: int, start: int) -> None:
+    for index in range(start, start + count):
+        weather = ToolCall("lookup_weather", {"location": "Paris"})
+        turn = UserTurn(f"turn {index}", reply=weather if index % 2 else None)
+        await conversation.user_types(turn)
+
+
+def held_bytes(snapshot: tracemalloc.Snapshot) -> tuple[int, list[str]]:
+    stats = snapshot.filter_traces(_METRICS_CODE).statistics("lineno")
+    return sum(stat.size for stat in stats), [str(stat) for stat in stats[:5]]
+
+
+def metrics_objects() -> Counter[str]:
+    """Live objects of the metrics path's packages, by type."""
+    gc.collect()
+    found: Counter[str] = Counter()
+    for thing in gc.get_objects():
+        kind = type(thing)
+        module = getattr(kind, "__module__", None)
+        if isinstance(module, str) and module.startswith(_METRICS_MODULES):
+            found[f"{module}.{kind.__qualname__}"] += 1
+    return found
+
+
+class CountedFailures(logging.Handler):
+    """Counts the exporters' warnings without keeping the records (a kept record holds its
+    exception, and with it the HTTP client's objects, which would count as held here;
+    pytest's log capture keeps them too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry"):
+            self.count += 1
+
+
+@pytest.mark.parametrize("fault", ["refused", "hang"])
+def test_memory_stays_bounded_while_metric_exports_fail(fault: str) -> None:
+    failures = CountedFailures()
+
+    async def converse(
+        attempts: Callable[[], int],
+    ) -> tuple[list[Counter[str]], int, list[str], int]:
+        conversation = ScriptedConversation()
+        await conversation.start()
+        await play_turns(conversation, WARM_TURNS, 0)
+        gc.collect()
+        tracemalloc.start(1)
+        censuses: list[Counter[str]] = []
+        try:
+            for window in range(2):
+                await play_turns(conversation, MEMORY_TURNS, WARM_TURNS + window * MEMORY_TURNS)
+                censuses.append(metrics_objects())
+            held, top = held_bytes(tracemalloc.take_snapshot())
+        finally:
+            tracemalloc.stop()
+        await conversation.aclose()
+        return censuses, held, top, attempts()
+
+    # counted, not kept: neither by pytest's log capture nor by a test handler
+    exporters = logging.getLogger("opentelemetry")
+    exporters.addHandler(failures)
+    exporters.propagate = False
+    try:
+        with (
+            faulty_backend(fault) as backend,
+            metrics_exporting_to(backend, BUSY_METRIC_INTERVAL_MS),
+        ):
+            if backend.receiver is not None:
+                receiver = backend.receiver
+                attempts: Callable[[], int] = lambda: len(receiver.requests)  # noqa: E731
+            else:
+                attempts = lambda: failures.count  # noqa: E731
+            (early, late), held, top, tried = asyncio.run(converse(attempts))
+    finally:
+        exporters.removeHandler(failures)
+        exporters.propagate = True
+
+    grown = {kind: late[kind] - early[kind] for kind in late if late[kind] > early[kind]}
+    assert tried >= 2
+    assert sum(grown.values()) <= MAX_METRICS_OBJECT_GROWTH, grown
+    assert held <= MAX_METRICS_MEMORY_HELD, (held, top)
 
 
 # -- instrumentation faults -------------------------------------------------------------------

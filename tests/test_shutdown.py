@@ -1,8 +1,10 @@
-"""At job shutdown the flush that ``setup_otlp`` registers delivers the last session's spans.
+"""At job shutdown the flushes that ``setup_otlp`` registers deliver the last session's spans
+and metrics.
 
 A stand-in job context takes the shutdown callbacks, and ``shutdown()`` runs them the way
 LiveKit's job process does: all at once, each awaited with the reason. The batch
-processor's schedule is set to a minute, so only the flush can deliver the spans.
+processor's schedule and the metric reader's interval are set to a minute, so only the
+flush can deliver the spans and the metrics.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ import livekit.agents
 import pytest
 from livekit_otel_dev.otlp_receiver import OtlpReceiver
 from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
+from livekit_otel import (
+    LiveKitAgentsInstrumentor,
+    bootstrap,
+    installed_meter_provider,
+    lifecycle,
+    setup_otlp,
+)
 from support.tracing import SpanLifecycle
 
 SHUTDOWN_TIMEOUT_S = 1.0
@@ -47,10 +56,11 @@ class FakeJob:
 
 @dataclass
 class Exporting:
-    """The provider setup_otlp built inside the job, and the receiver it exports to."""
+    """The providers setup_otlp built inside the job, and the receiver they export to."""
 
     job: FakeJob
     provider: TracerProvider
+    meter_provider: MeterProvider
     lifecycle: SpanLifecycle
     receiver: OtlpReceiver
 
@@ -67,19 +77,31 @@ def exporting(otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> I
     job = FakeJob()
     uninstrument()
     monkeypatch.setattr(livekit.agents, "get_job_context", lambda: job)
-    monkeypatch.setattr(bootstrap, "_installed", None)
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only a flush sends spans
+    fresh_setup_state(monkeypatch)
     provider = setup_otlp(
         otlp_receiver.url, headers={}, timeout=20.0, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
-    lifecycle = SpanLifecycle()
-    provider.add_span_processor(lifecycle)
+    meter_provider = installed_meter_provider()
+    assert meter_provider is not None
+    spans = SpanLifecycle()
+    provider.add_span_processor(spans)
     try:
-        yield Exporting(job, provider, lifecycle, otlp_receiver)
+        yield Exporting(job, provider, meter_provider, spans, otlp_receiver)
     finally:
         uninstrument()
         otlp_receiver.release()
         provider.shutdown()
+        meter_provider.shutdown()
+
+
+def fresh_setup_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider set up before; spans and metrics sent only by a flush."""
+    monkeypatch.setattr(bootstrap, "_installed", None)
+    monkeypatch.setattr(bootstrap, "_served", None)
+    monkeypatch.setattr(lifecycle, "_every_job", {})
+    monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
 
 
 async def converse() -> ScriptedConversation:
@@ -103,8 +125,10 @@ def close_on_shutdown(job: FakeJob, conversation: ScriptedConversation) -> None:
     job.add_shutdown_callback(close)
 
 
-def test_setup_inside_a_job_registers_one_shutdown_callback(exporting: Exporting) -> None:
-    assert len(exporting.job.callbacks) == 1
+def test_setup_inside_a_job_registers_one_shutdown_callback_per_provider(
+    exporting: Exporting,
+) -> None:
+    assert len(exporting.job.callbacks) == 2  # the spans and the metrics
 
 
 async def test_spans_of_a_session_closed_before_shutdown_all_reach_the_receiver(
@@ -152,3 +176,82 @@ async def test_shutdown_flush_returns_within_its_bound_when_the_receiver_hangs(
     assert elapsed < SHUTDOWN_TIMEOUT_S + SHUTDOWN_SLACK_S
     assert len(exporting.receiver.wait_for_requests(1)) >= 1  # the flush did try
     assert any("did not finish" in record.getMessage() for record in caplog.records)
+
+
+def agent_turns_received(receiver: OtlpReceiver) -> list[dict[str, object]]:
+    return [span.attributes for span in receiver.spans_named("agent_turn")]
+
+
+async def test_metrics_of_a_session_closed_by_the_shutdown_reach_the_receiver(
+    exporting: Exporting,
+) -> None:
+    conversation = await converse()
+    close_on_shutdown(exporting.job, conversation)
+    assert exporting.receiver.metrics == []
+
+    await exporting.job.shutdown()
+
+    turns = agent_turns_received(exporting.receiver)
+    heard = [t for t in turns if "lk.turn.perceived_latency" in t]
+    (turn_count,) = exporting.receiver.latest("lk.turns").points
+    (perceived,) = exporting.receiver.latest("lk.turn.perceived_latency").points
+    assert turn_count.value == len(turns) == len(SCRIPT)
+    assert perceived.count == len(heard) == len(SCRIPT)
+    assert {m.path for m in exporting.receiver.metrics} == {"/v1/metrics"}
+
+
+async def test_setup_at_import_flushes_spans_and_metrics_at_the_end_of_each_job(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's way: setup at module level, outside any job; each job's first session
+    registers the flushes, with the setup's bound."""
+    uninstrument()
+    fresh_setup_state(monkeypatch)
+
+    def no_job() -> None:
+        raise RuntimeError("no job context found")
+
+    monkeypatch.setattr(livekit.agents, "get_job_context", no_job)
+    provider = setup_otlp(otlp_receiver.url, headers={}, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    meter_provider = installed_meter_provider()
+    assert meter_provider is not None
+    try:
+        for job_number in (1, 2):
+            otlp_receiver.clear()
+            job = FakeJob()
+            monkeypatch.setattr(livekit.agents, "get_job_context", lambda job=job: job)
+            conversation = await converse()
+            close_on_shutdown(job, conversation)
+
+            await job.shutdown()
+
+            assert len(job.callbacks) == 3, job_number  # the close, the spans, the metrics
+            turns = agent_turns_received(otlp_receiver)
+            (turn_count,) = otlp_receiver.latest("lk.turns").points
+            assert len(turns) == len(SCRIPT)
+            assert turn_count.value == job_number * len(SCRIPT)  # cumulative in the process
+    finally:
+        uninstrument()
+        otlp_receiver.release()
+        provider.shutdown()
+        meter_provider.shutdown()
+
+
+async def test_metrics_flush_returns_within_its_bound_when_the_metrics_receiver_hangs(
+    exporting: Exporting, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation = await converse()
+    close_on_shutdown(exporting.job, conversation)
+    exporting.receiver.respond(delay=30.0)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="livekit_otel"):
+        await exporting.job.shutdown()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < SHUTDOWN_TIMEOUT_S + SHUTDOWN_SLACK_S
+    metrics_requests = [r for r in exporting.receiver.requests if r.path == "/v1/metrics"]
+    assert metrics_requests  # the flush did try
+    assert any(
+        "flushing metrics at job shutdown" in record.getMessage() for record in caplog.records
+    )

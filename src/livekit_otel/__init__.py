@@ -1,31 +1,43 @@
-"""OpenTelemetry tracing for LiveKit Agents voice sessions.
+"""OpenTelemetry tracing and metrics for LiveKit Agents voice sessions.
 
 Every ``AgentSession`` becomes one trace: ``agent_session`` with ``session_start``,
 ``user_turn`` / ``end_of_turn``, ``agent_turn`` with ``llm_node``, ``function_tool`` and
 ``tts_node``, and ``session_close``; LiveKit's metrics are copied onto the spans as
-``lk.<kind>.<field>`` and each agent turn carries its latency breakdown.
+``lk.<kind>.<field>`` and each agent turn carries its latency breakdown. OpenTelemetry
+metrics (perceived latency and its parts, GenAI operation duration and token usage, turns,
+TTS characters, STT seconds) are recorded as each turn ends (see ``docs/metrics.md``).
 
-Usage, in the agent's entrypoint::
+Usage, at module level in the agent's file (a bad setting then fails the deploy, and the
+provider is still flushed at the end of every job)::
 
     from livekit_otel import setup_langfuse
 
+    setup_langfuse()  # LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST
+
     async def entrypoint(ctx: JobContext) -> None:
-        setup_langfuse()  # LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST
         ...
 
-Any OTLP backend (Jaeger, Phoenix, Grafana, Honeycomb, a Collector)::
+Any OTLP backend (Jaeger, Phoenix, Grafana, Honeycomb, a Collector); metrics go to the
+same backend's ``/v1/metrics`` unless ``metrics=False`` or ``OTEL_METRICS_EXPORTER=none``::
 
     setup_otlp("http://localhost:4318")     # or only OTEL_EXPORTER_OTLP_* variables
+    installed_meter_provider()              # the MeterProvider it built
+
+A Prometheus endpoint (``pip install 'livekit-otel[prometheus]'``; it serves the metrics
+of its own process, so run LiveKit jobs in threads or use OTLP to a Collector)::
+
+    setup_prometheus(port=9464)             # http://127.0.0.1:9464/metrics
 
 An existing provider::
 
     from livekit_otel import LiveKitAgentsInstrumentor
-    LiveKitAgentsInstrumentor().instrument(tracer_provider=provider)
+    LiveKitAgentsInstrumentor().instrument(tracer_provider=provider, meter_provider=meters)
 
 or ``opentelemetry-instrument python agent.py start`` with no code change.
 
-Configuration (keyword options of ``instrument``, ``set_tracer_provider`` and the setup
-functions' ``instrument_options``; environment variables in brackets):
+Configuration (keyword options of ``instrument``, ``set_tracer_provider``,
+``set_meter_provider`` and the setup functions' ``instrument_options``; environment
+variables in brackets):
 
 - ``capture_content`` (``LIVEKIT_OTEL_CAPTURE_CONTENT``): prompts, transcripts, tool
   arguments and results, spoken text; on by default.
@@ -43,9 +55,9 @@ functions' ``instrument_options``; environment variables in brackets):
   session; ``update_session`` changes them for one running session.
 """
 
-from .bootstrap import setup_langfuse, setup_otlp
+from .bootstrap import installed_meter_provider, setup_langfuse, setup_otlp, setup_prometheus
 from .compat import UnsupportedVersionError
-from .instrumentor import LiveKitAgentsInstrumentor, set_tracer_provider
+from .instrumentor import LiveKitAgentsInstrumentor, set_meter_provider, set_tracer_provider
 from .redaction import redact_pii
 from .session import update_session
 from .version import __version__
@@ -54,9 +66,12 @@ __all__ = [
     "LiveKitAgentsInstrumentor",
     "UnsupportedVersionError",
     "__version__",
+    "installed_meter_provider",
     "redact_pii",
+    "set_meter_provider",
     "set_tracer_provider",
     "setup_langfuse",
     "setup_otlp",
+    "setup_prometheus",
     "update_session",
 ]

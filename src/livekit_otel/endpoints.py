@@ -1,4 +1,4 @@
-"""Where spans go: resolve an OTLP/HTTP traces URL and its headers from arguments and env.
+"""Where spans and metrics go: OTLP/HTTP URLs and headers, and the Prometheus address.
 
 Pure functions with no side effects besides log warnings: nothing here builds an exporter
 or touches ``os.environ``. Every error is a ``ValueError`` that names the argument or
@@ -16,6 +16,22 @@ URL rules:
   says what to set instead.
 - Langfuse: ``{host}/api/public/otel/v1/traces``; a host that already carries
   ``/api/public/otel`` or the full traces path is accepted too.
+
+Metrics (``setup_otlp``) go to the same backend as the spans unless the metrics variables
+say otherwise:
+
+- ``setup_otlp(endpoint=...)``: ``/v1/metrics`` under the same base URL (a full traces URL
+  loses its ``/v1/traces`` first); ``headers=`` applies to both signals.
+- ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` is a full URL and is used as given.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL and gets ``/v1/metrics`` appended (a
+  trailing ``/v1/traces`` is dropped first, as for the spans).
+- Only ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` set, ending in ``/v1/traces``: the same URL
+  with ``/v1/metrics`` (the standard exporters would post to ``localhost:4318`` instead).
+- Otherwise ``http://localhost:4318/v1/metrics``.
+- Headers: ``OTEL_EXPORTER_OTLP_METRICS_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``, else
+  (when the URL came from the traces variable) ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``.
+- ``OTEL_METRICS_EXPORTER``: unset or listing ``otlp`` sends metrics; ``none`` (or a list
+  without ``otlp``, such as ``prometheus``) sends none.
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
@@ -31,6 +47,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 logger = logging.getLogger(__name__)
 
 TRACES_PATH = "/v1/traces"
+METRICS_PATH = "/v1/metrics"
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
 DEFAULT_LANGFUSE_HOST = "https://cloud.langfuse.com"
 LANGFUSE_OTEL_PATH = "/api/public/otel"
@@ -39,6 +56,13 @@ OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
 OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+OTLP_METRICS_HEADERS = "OTEL_EXPORTER_OTLP_METRICS_HEADERS"
+METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+PROMETHEUS_HOST = "OTEL_EXPORTER_PROMETHEUS_HOST"
+PROMETHEUS_PORT = "OTEL_EXPORTER_PROMETHEUS_PORT"
+DEFAULT_PROMETHEUS_HOST = "127.0.0.1"
+DEFAULT_PROMETHEUS_PORT = 9464
 LANGFUSE_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
 LANGFUSE_SECRET_KEY = "LANGFUSE_SECRET_KEY"
 LANGFUSE_HOST = "LANGFUSE_HOST"
@@ -62,7 +86,7 @@ _ENTRY_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
 
 @dataclass(frozen=True, repr=False)
 class ExportTarget:
-    """An OTLP/HTTP traces URL and the headers to send with every export request."""
+    """An OTLP/HTTP signal URL and the headers to send with every export request."""
 
     url: str
     headers: Mapping[str, str]
@@ -140,6 +164,82 @@ def resolve_otlp_target(
     return ExportTarget(url=url, headers=MappingProxyType(resolved))
 
 
+def otlp_metrics_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_METRICS_EXPORTER`` lets ``setup_otlp`` send metrics.
+
+    Unset or blank: yes. Otherwise only when its comma-separated list names ``otlp``;
+    ``none`` (or only ``prometheus``, ``console``, ...) turns OTLP metrics off.
+    """
+    names = {name.strip().lower() for name in environ.get(METRICS_EXPORTER, "").split(",")}
+    names.discard("")
+    return not names or "otlp" in names
+
+
+def resolve_otlp_metrics_target(
+    endpoint: str | None,
+    headers: Mapping[str, str] | None,
+    environ: Mapping[str, str],
+) -> ExportTarget:
+    """Resolve the metrics URL and headers for ``setup_otlp`` (see the module docstring).
+
+    The arguments are ``setup_otlp``'s own: an ``endpoint`` or ``headers`` given there
+    apply to the metrics too, so both signals go to one backend.
+    """
+    url, from_traces_variable = _resolve_metrics_url(endpoint, environ)
+    if headers is not None:
+        resolved = _checked_headers(headers, "headers=")
+    else:
+        variables = [OTLP_METRICS_HEADERS, OTLP_HEADERS]
+        if from_traces_variable:
+            variables.insert(1, OTLP_TRACES_HEADERS)
+        resolved = _env_headers(environ, variables)
+    return ExportTarget(url=url, headers=MappingProxyType(resolved))
+
+
+def resolve_prometheus_address(
+    host: str | None, port: int | None, environ: Mapping[str, str]
+) -> tuple[str, int]:
+    """The host and port ``setup_prometheus`` serves on: arguments, else
+    ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``OTEL_EXPORTER_PROMETHEUS_PORT``, else
+    ``127.0.0.1:9464``. Port 0 lets the system pick a free port."""
+    if port is None:
+        raw = environ.get(PROMETHEUS_PORT, "").strip()
+        if raw:
+            try:
+                port = int(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{PROMETHEUS_PORT} must be a port number from 1 to 65535, not {raw!r}"
+                ) from None
+            _check_port(port, PROMETHEUS_PORT)
+        else:
+            port = DEFAULT_PROMETHEUS_PORT
+    else:
+        _check_port(port, "port=")
+    if host is None:
+        host = environ.get(PROMETHEUS_HOST, "").strip() or DEFAULT_PROMETHEUS_HOST
+        source = PROMETHEUS_HOST
+    else:
+        source = "host="
+    if not isinstance(host, str) or not host.strip():
+        raise ValueError(f"{source} must be a host name or IP address, such as 127.0.0.1")
+    host = host.strip()
+    if "/" in host or any(ch.isspace() for ch in host):
+        raise ValueError(
+            f"{source} must be a host name or IP address to listen on (127.0.0.1, 0.0.0.0, "
+            f"::), not a URL; the port goes in {'port=' if source == 'host=' else PROMETHEUS_PORT}"
+        )
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _check_port(port: object, source: str) -> None:
+    """Reject anything but a whole number from 0 to 65535 (``True`` is not a port)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(
+            f"{source} must be a port number from 1 to 65535 (0 picks a free port), not {port!r}"
+        )
+
+
 def resolve_langfuse_target(
     host: str | None,
     public_key: str | None,
@@ -214,6 +314,51 @@ def _with_traces_path(parts: SplitResult) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
+def _resolve_metrics_url(endpoint: str | None, environ: Mapping[str, str]) -> tuple[str, bool]:
+    """The metrics URL for ``setup_otlp``, and whether it came from the traces variable.
+
+    The traces URL was resolved first, from the same settings, and warned about a gRPC
+    port or a base URL ending in ``/v1/traces``: only settings it did not read warn here.
+    """
+    if endpoint is not None and endpoint.strip():
+        parts = _checked_url(endpoint.strip(), "endpoint=", warn=False)
+        return _with_signal_path(parts, METRICS_PATH), False
+    full = environ.get(OTLP_METRICS_ENDPOINT, "").strip()
+    if full:
+        parts = _checked_url(full, OTLP_METRICS_ENDPOINT)
+        if parts.path.rstrip("/").endswith(TRACES_PATH):
+            logger.warning(
+                "%s ends with %s: metrics posted there are rejected by most backends; it "
+                "should end with %s.",
+                OTLP_METRICS_ENDPOINT,
+                TRACES_PATH,
+                METRICS_PATH,
+            )
+        return urlunsplit(parts), False
+    base = environ.get(OTLP_ENDPOINT, "").strip()
+    traces = environ.get(OTLP_TRACES_ENDPOINT, "").strip()
+    if base:
+        # read for the spans too unless the traces variable took precedence there
+        parts = _checked_url(base, OTLP_ENDPOINT, warn=bool(traces))
+        return _with_signal_path(parts, METRICS_PATH), False
+    if traces:
+        parts = _checked_url(traces, OTLP_TRACES_ENDPOINT, warn=False)
+        if parts.path.rstrip("/").endswith(TRACES_PATH):
+            return _with_signal_path(parts, METRICS_PATH), True
+    return DEFAULT_OTLP_ENDPOINT + METRICS_PATH, False
+
+
+def _with_signal_path(parts: SplitResult, signal_path: str) -> str:
+    """``parts`` as the URL of one signal: a trailing ``/v1/traces`` or ``/v1/metrics`` is
+    replaced by ``signal_path``, any other path gets it appended."""
+    path = parts.path.rstrip("/")
+    for known in (TRACES_PATH, METRICS_PATH):
+        if path.endswith(known):
+            path = path[: -len(known)]
+            break
+    return urlunsplit(parts._replace(path=path + signal_path))
+
+
 def _langfuse_traces_url(parts: SplitResult) -> str:
     """The Langfuse OTLP traces URL under a Langfuse host (or its OTel base)."""
     path = parts.path.rstrip("/")
@@ -245,8 +390,11 @@ def _langfuse_host(host: str | None, environ: Mapping[str, str]) -> tuple[str, s
     return DEFAULT_LANGFUSE_HOST, "the default Langfuse host"
 
 
-def _checked_url(url: str, source: str) -> SplitResult:
-    """Split ``url`` after checking it is an absolute http(s) URL; ``source`` names it."""
+def _checked_url(url: str, source: str, warn: bool = True) -> SplitResult:
+    """Split ``url`` after checking it is an absolute http(s) URL; ``source`` names it.
+
+    ``warn=False`` skips the warning about the gRPC port (for a setting already read).
+    """
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ValueError(
@@ -259,7 +407,7 @@ def _checked_url(url: str, source: str) -> SplitResult:
         raise ValueError(f"{source} has an invalid port number") from None
     if not parts.hostname:
         raise ValueError(f"{source} has no host name")
-    if port == _GRPC_PORT:
+    if warn and port == _GRPC_PORT:
         logger.warning(
             "%s uses port %d, the OTLP/gRPC port; livekit-otel sends OTLP/HTTP, "
             "which collectors usually receive on port 4318.",
@@ -269,9 +417,12 @@ def _checked_url(url: str, source: str) -> SplitResult:
     return parts
 
 
-def _env_headers(environ: Mapping[str, str]) -> dict[str, str]:
-    """Headers from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``."""
-    for variable in (OTLP_TRACES_HEADERS, OTLP_HEADERS):
+def _env_headers(
+    environ: Mapping[str, str], variables: Sequence[str] = (OTLP_TRACES_HEADERS, OTLP_HEADERS)
+) -> dict[str, str]:
+    """Headers from the first of ``variables`` that is set (traces: the traces variable,
+    else ``OTEL_EXPORTER_OTLP_HEADERS``)."""
+    for variable in variables:
         text = environ.get(variable, "")
         if text.strip():
             return parse_otlp_headers(text, variable)

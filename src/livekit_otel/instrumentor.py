@@ -201,3 +201,26 @@ def _grpc_exporter_endpoint(provider: Any) -> str | None:
             endpoint = getattr(exporter, "_endpoint", None)
             return str(endpoint) if endpoint else None
     return None
+
+
+def set_meter_provider(provider: metrics.MeterProvider | None, **options: Any) -> None:
+    """The plugin's metrics go to ``provider`` from the next session on.
+
+    ``None`` means the process-global meter provider. Instruments livekit-agents first if
+    that is not yet done; with ``options`` (the instrumentor's, see
+    :class:`livekit_otel.config.Options`) it instruments again with them, keeping the tracer
+    provider in force. Sessions already running keep recording where they started. Never
+    sets the process-global OpenTelemetry meter provider.
+    """
+    instrumentor = LiveKitAgentsInstrumentor()
+    active = LiveKitAgentsInstrumentor._active
+    if not instrumentor.is_instrumented_by_opentelemetry or active is None:
+        instrumentor.instrument(meter_provider=provider, **options)
+        return
+    if options:
+        tracer_provider = active.provider
+        instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=provider, **options)
+        return
+    meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=provider)
+    active.state.instruments = Instruments(meter, active.state.options.environment)

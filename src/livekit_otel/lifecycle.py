@@ -2,7 +2,11 @@
 
 Both the bootstrap and the instrumentor use this module; it imports neither. LiveKit
 ends job processes with ``os._exit``, so ``atexit`` hooks never run there: a provider
-is flushed, within a bound, from the job's shutdown callbacks instead.
+(tracer or meter provider) is flushed, within a bound, from the job's shutdown callbacks
+instead. A provider built outside any job (at import, as the README recommends) is
+registered with each job when the job's first session starts: the setup functions list
+their providers with ``flush_at_every_job_end``, and ``register_flush_on_shutdown``, which
+the instrumentor calls at every session start, registers them with the running job.
 """
 
 from __future__ import annotations
@@ -10,19 +14,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.metrics import MeterProvider
 
 logger = logging.getLogger("livekit_otel.bootstrap")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 3.0
 
 ShutdownCallback = Callable[[str], Coroutine[Any, Any, None]]
+
+# the name LiveKit gives its job processes (``ipc/job_proc_executor.py``, 1.3.6 to 1.8)
+JOB_PROCESS_NAME = "job_proc"
+
+
+class Flushable(Protocol):
+    """A tracer or meter provider: what a job-shutdown flush needs of it."""
+
+    def force_flush(self, timeout_millis: int) -> bool:
+        """Export what is pending within ``timeout_millis``; ``False`` (or an exception)
+        when that failed."""
 
 
 class OpenSession(Protocol):
@@ -39,6 +55,8 @@ _lock = threading.Lock()
 _open_sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 # job contexts that already flush a given provider on shutdown: ctx -> {id(provider)}
 _flushing_jobs: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
+# providers the setup functions built, flushed at the end of every job: id -> (ref, bound)
+_every_job: dict[int, tuple[weakref.ref[Any], float]] = {}
 
 
 def session_opened(session: OpenSession) -> None:
@@ -69,14 +87,17 @@ async def wait_for_open_sessions(timeout: float) -> None:
 
 
 def flush_on_shutdown(
-    provider: TracerProvider, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    provider: Flushable, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 ) -> ShutdownCallback:
     """Build a LiveKit job shutdown callback that flushes ``provider`` within ``timeout`` s.
 
-    The callback takes the shutdown reason LiveKit passes (and works without one). The
-    flush runs in a daemon thread, so the event loop keeps running and a hung backend
-    costs at most ``timeout`` seconds; spans still unsent then are given up.
+    ``provider`` is a tracer provider or a meter provider. The callback takes the shutdown
+    reason LiveKit passes (and works without one). The flush runs in a daemon thread, so
+    the event loop keeps running and a hung backend costs at most ``timeout`` seconds;
+    spans or metrics still unsent then are given up. A meter provider's ``force_flush``
+    raises when an export fails: that is logged, never raised.
     """
+    signal = "metrics" if isinstance(provider, MeterProvider) else "spans"
 
     async def flush(reason: str = "") -> None:
         loop = asyncio.get_running_loop()
@@ -96,7 +117,7 @@ def flush_on_shutdown(
             try:
                 flushed = provider.force_flush(timeout_millis=int(remaining * 1000))
             except Exception as exc:
-                logger.warning("livekit-otel: flushing spans failed (%s)", type(exc).__name__)
+                logger.warning("livekit-otel: flushing %s failed (%s)", signal, type(exc).__name__)
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(resolve, flushed)
 
@@ -105,41 +126,96 @@ def flush_on_shutdown(
             flushed = await asyncio.wait_for(done, remaining)
         except asyncio.TimeoutError:
             logger.warning(
-                "livekit-otel: flushing spans at job shutdown (reason: %s) did not finish "
-                "within %.1f s; spans not yet sent may be lost",
+                "livekit-otel: flushing %s at job shutdown (reason: %s) did not finish "
+                "within %.1f s; %s not yet sent may be lost",
+                signal,
                 reason or "unknown",
                 timeout,
+                signal,
             )
             return
         if not flushed:
-            logger.debug("livekit-otel: the tracer provider did not flush (already shut down?)")
+            logger.debug("livekit-otel: the %s provider did not flush (already shut down?)", signal)
 
     flush.__name__ = flush.__qualname__ = "livekit_otel_flush_on_shutdown"
     return flush
 
 
+def flush_at_every_job_end(provider: Flushable, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+    """Flush ``provider`` within ``timeout`` s at the end of every job of this process.
+
+    Takes effect at the next ``register_flush_on_shutdown`` inside a job (the instrumentor
+    calls it as each session starts); ``stop_flushing`` undoes it. Holds ``provider``
+    weakly.
+    """
+    with _lock:
+        _every_job[id(provider)] = (weakref.ref(provider), timeout)
+
+
+def stop_flushing(provider: Flushable) -> None:
+    """Forget a provider given to ``flush_at_every_job_end`` (it was replaced)."""
+    with _lock:
+        entry = _every_job.get(id(provider))
+        if entry is not None and entry[0]() in (provider, None):
+            del _every_job[id(provider)]
+
+
 def register_flush_on_shutdown(
-    provider: TracerProvider, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    provider: Flushable, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 ) -> bool:
     """Flush ``provider`` when the current LiveKit job shuts down, once per job.
 
-    Returns ``True`` when called inside a job (the callback is registered, or already
-    was), ``False`` outside one. The job context is looked up on each call through
-    ``livekit.agents.get_job_context``.
+    Also registers, once per job, every provider listed with ``flush_at_every_job_end``,
+    each with its own bound (which wins over ``timeout`` when ``provider`` is one of
+    them). Returns ``True`` when called inside a job (the callbacks are registered, or
+    already were), ``False`` outside one. The job context is looked up on each call
+    through ``livekit.agents.get_job_context``.
     """
     ctx = _current_job_context()
     if ctx is None:
         return False
+    with _lock:
+        standing = [(ref(), bound) for ref, bound in _every_job.values()]
+    for listed, bound in standing:
+        if listed is not None:
+            _register(ctx, listed, bound)
+    _register(ctx, provider, timeout)
+    return True
+
+
+def _register(ctx: Any, provider: Flushable, timeout: float) -> None:
+    """Add the flush of ``provider`` to ``ctx``'s shutdown callbacks unless it is there."""
     with _lock:
         try:
             seen = _flushing_jobs.setdefault(ctx, set())
         except TypeError:  # a context that cannot be weakly referenced: no deduplication
             seen = set()
         if id(provider) in seen:
-            return True
+            return
         seen.add(id(provider))
     ctx.add_shutdown_callback(flush_on_shutdown(provider, timeout))
-    return True
+
+
+def in_job_process() -> bool:
+    """Whether this process runs (or was started to run) a LiveKit job.
+
+    True inside a running job (in a process of its own, or in a thread of the worker), and
+    in the process LiveKit starts for a job even before the job: that process imports the
+    agent's main module again (``multiprocessing`` spawn and forkserver), so module-level
+    setup code runs there too, outside any job context.
+    """
+    return _current_job_context() is not None or is_job_process()
+
+
+def is_job_process() -> bool:
+    """Whether this is a process LiveKit started for a job (not a thread of the worker)."""
+    return multiprocessing.current_process().name == JOB_PROCESS_NAME
+
+
+def in_child_process() -> bool:
+    """Whether this is a process started by ``multiprocessing`` (a LiveKit job or inference
+    process, which import the agent's main module again), not the one the user started."""
+    return multiprocessing.current_process().name != "MainProcess"
 
 
 def _current_job_context() -> Any | None:
