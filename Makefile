@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench test-matrix phoenix screenshot clean
+.PHONY: install demo test test-fast lint bench test-matrix phoenix prometheus screenshot clean
 
 install: $(STAMP)
 
@@ -21,8 +21,8 @@ demo: install
 OLDEST_RELEASE := 1.3.6
 
 ## the suite on the oldest supported livekit-agents release, then the whole suite (e2e
-## tests against a real Arize Phoenix included) on the newest
-test: install phoenix
+## tests against a real Arize Phoenix and a real Prometheus included) on the newest
+test: install phoenix prometheus
 	bash scripts/test_matrix.sh $(OLDEST_RELEASE)
 	@$(BIN)/python -c 'import importlib.metadata as m; print("Testing with livekit-agents", m.version("livekit-agents"), "and opentelemetry-sdk", m.version("opentelemetry-sdk"))'
 	$(BIN)/python -m pytest -q
@@ -47,6 +47,11 @@ test-matrix:
 ## a pinned Arize Phoenix in its own virtual environment (.venv-phoenix)
 phoenix:
 	bash scripts/install_phoenix.sh
+
+## Debian's Prometheus server for the metrics e2e tests (apt-get: needs root when it is
+## missing; the tests start their own server on a free loopback port)
+prometheus:
+	bash scripts/install_prometheus.sh
 
 ## a screenshot of the demo trace in Phoenix (docs/phoenix-trace.png)
 screenshot: install phoenix
