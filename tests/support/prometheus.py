@@ -294,14 +294,18 @@ class PrometheusServer:
             )
         return body["data"]
 
-    def query(self, promql: str) -> list[Sample]:
-        """Evaluate `promql` now (`/api/v1/query`); return `[(labels, value), ...]`.
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        """Evaluate `promql` now, or at Unix time `at` (`/api/v1/query`); return
+        `[(labels, value), ...]`.
 
         An instant vector gives one element per series (sorted by labels); a scalar gives
         one element with empty labels. A range vector is refused: wrap it in a function
         such as `rate()` or `last_over_time()`.
         """
-        data = self.api("query", {"query": promql})
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self.api("query", params)
         kind = data["resultType"]
         if kind == "vector":
             samples = [
@@ -312,9 +316,10 @@ class PrometheusServer:
             return [({}, _parse_value(data["result"][1]))]
         raise PrometheusError(f"{promql!r} gives a {kind}, not an instant vector or scalar")
 
-    def value(self, promql: str) -> float:
-        """Evaluate `promql`, which must give exactly one series, and return its value."""
-        samples = self.query(promql)
+    def value(self, promql: str, at: float | None = None) -> float:
+        """Evaluate `promql` (now, or at Unix time `at`), which must give exactly one series,
+        and return its value."""
+        samples = self.query(promql, at)
         if len(samples) != 1:
             raise AssertionError(f"{promql!r} gives {len(samples)} series, expected 1: {samples}")
         return samples[0][1]
