@@ -22,6 +22,10 @@ from livekit.plugins import cartesia, deepgram, openai, silero
 
 from livekit_otel import setup_langfuse, update_session
 
+# At module level: a missing key stops the worker as it starts, and each job's spans
+# are still flushed when the job ends.
+setup_langfuse()  # reads LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST
+
 
 class Concierge(Agent):
     """A small voice concierge with one tool."""
@@ -42,9 +46,7 @@ class Concierge(Agent):
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    """The job entrypoint: tracing first, then the session."""
-    setup_langfuse()  # reads LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST
-
+    """The job entrypoint: the session, traced by the setup above."""
     session: AgentSession = AgentSession(
         vad=silero.VAD.load(),
         stt=deepgram.STT(model="nova-3"),
