@@ -10,10 +10,13 @@
 # 1. The package alone, editable, with the extra REQUIREMENTs: pip resolves livekit-agents
 #    and OpenTelemetry as it does for a user's `pip install livekit-otel` (eager upgrade,
 #    so a reused environment also moves to the newest releases).
-# 2. Every package step 1 left installed is frozen into VENV/livekit-otel-constraints.txt.
-# 3. The `dev` extra and the devkit, under those constraints: a tool that would need
-#    another livekit-agents or OpenTelemetry release makes this step fail, loudly, instead
-#    of downgrading them.
+# 2. Every package step 1 left installed is frozen into VENV/livekit-otel-constraints.txt,
+#    but for the contrib packages that pin the SDK to one minor (the aiohttp-client
+#    instrumentation, the Prometheus exporter) left by an earlier install: pip picks their
+#    release for the SDK step 1 resolved.
+# 3. The `dev` extra (the `prometheus` extra included) and the devkit, under those
+#    constraints: a tool that would need another livekit-agents or OpenTelemetry release
+#    makes this step fail, loudly, instead of downgrading them.
 # 4. opentelemetry-instrumentation-aiohttp-client (tests/test_context_propagation.py) at
 #    the contrib release of the installed opentelemetry-instrumentation. When that release
 #    of it is not published (none exists for SDK 1.45.2 / contrib 0.66b2: its 0.66b1 pins
@@ -38,6 +41,7 @@ PY="$VENV/bin/python"
 LOG="$VENV/install.log"
 CONSTRAINTS="$VENV/livekit-otel-constraints.txt"
 AIOHTTP_CLIENT="opentelemetry-instrumentation-aiohttp-client"
+PROMETHEUS_EXPORTER="opentelemetry-exporter-prometheus"
 started=$SECONDS
 
 if [ ! -x "$PY" ]; then
@@ -80,7 +84,7 @@ pip_install --upgrade --upgrade-strategy eager -e "$ROOT" "${EXTRA[@]}" \
     || fail "installing livekit-otel"
 
 "$PY" -m pip list --disable-pip-version-check --format=freeze --exclude-editable 2>/dev/null \
-    | grep -v -i "^${AIOHTTP_CLIENT}==" > "$CONSTRAINTS"
+    | grep -v -i -e "^${AIOHTTP_CLIENT}==" -e "^${PROMETHEUS_EXPORTER}==" > "$CONSTRAINTS"
 step "2/4 $(wc -l < "$CONSTRAINTS") packages held at these versions ($CONSTRAINTS)"
 
 step "3/4 development tools and the devkit"
@@ -101,4 +105,5 @@ fi
 
 step "done: livekit-agents $(version_of livekit-agents)," \
     "opentelemetry-sdk $(version_of opentelemetry-sdk)," \
-    "$AIOHTTP_CLIENT $(version_of "$AIOHTTP_CLIENT")"
+    "$AIOHTTP_CLIENT $(version_of "$AIOHTTP_CLIENT")," \
+    "$PROMETHEUS_EXPORTER $(version_of "$PROMETHEUS_EXPORTER")"
