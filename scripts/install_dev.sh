@@ -11,9 +11,10 @@
 #    and OpenTelemetry as it does for a user's `pip install livekit-otel` (eager upgrade,
 #    so a reused environment also moves to the newest releases).
 # 2. Every package step 1 left installed is frozen into VENV/livekit-otel-constraints.txt,
-#    but for the contrib packages that pin the SDK to one minor (the aiohttp-client
-#    instrumentation, the Prometheus exporter) left by an earlier install: pip picks their
-#    release for the SDK step 1 resolved.
+#    but for the contrib packages of the dev tools, which pin one contrib or SDK release
+#    (opentelemetry-distro, the aiohttp-client instrumentation and its util-http, the
+#    Prometheus exporter): left by an earlier install, they would hold step 1's new
+#    releases back, so pip picks them again for the releases step 1 resolved.
 # 3. The `dev` extra (the `prometheus` extra included) and the devkit, under those
 #    constraints: a tool that would need another livekit-agents or OpenTelemetry release
 #    makes this step fail, loudly, instead of downgrading them.
@@ -42,6 +43,8 @@ LOG="$VENV/install.log"
 CONSTRAINTS="$VENV/livekit-otel-constraints.txt"
 AIOHTTP_CLIENT="opentelemetry-instrumentation-aiohttp-client"
 PROMETHEUS_EXPORTER="opentelemetry-exporter-prometheus"
+DISTRO="opentelemetry-distro"
+UTIL_HTTP="opentelemetry-util-http"
 started=$SECONDS
 
 if [ ! -x "$PY" ]; then
@@ -84,7 +87,8 @@ pip_install --upgrade --upgrade-strategy eager -e "$ROOT" "${EXTRA[@]}" \
     || fail "installing livekit-otel"
 
 "$PY" -m pip list --disable-pip-version-check --format=freeze --exclude-editable 2>/dev/null \
-    | grep -v -i -e "^${AIOHTTP_CLIENT}==" -e "^${PROMETHEUS_EXPORTER}==" > "$CONSTRAINTS"
+    | grep -v -i -e "^${AIOHTTP_CLIENT}==" -e "^${UTIL_HTTP}==" -e "^${DISTRO}==" \
+        -e "^${PROMETHEUS_EXPORTER}==" > "$CONSTRAINTS"
 step "2/4 $(wc -l < "$CONSTRAINTS") packages held at these versions ($CONSTRAINTS)"
 
 step "3/4 development tools and the devkit"
@@ -96,8 +100,8 @@ step "4/4 $AIOHTTP_CLIENT for OpenTelemetry contrib $contrib"
 if ! pip_install -c "$CONSTRAINTS" "$AIOHTTP_CLIENT==$contrib"; then
     echo "    $AIOHTTP_CLIENT $contrib is not published: installing the newest earlier" \
         "release without the dependencies that would pin an older SDK"
-    pip_install -c "$CONSTRAINTS" "opentelemetry-util-http==$contrib" \
-        || fail "installing opentelemetry-util-http $contrib"
+    pip_install -c "$CONSTRAINTS" "$UTIL_HTTP==$contrib" \
+        || fail "installing $UTIL_HTTP $contrib"
     pip_install --no-deps "$AIOHTTP_CLIENT<=$contrib" || fail "installing $AIOHTTP_CLIENT"
 fi
 "$PY" -c "import opentelemetry.instrumentation.aiohttp_client, livekit.agents" \
