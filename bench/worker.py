@@ -122,7 +122,7 @@ def install(config: str, endpoint: str | None) -> Tracing:
 
         if not endpoint:
             raise SystemExit("livekit-otel-otlp needs --endpoint")
-        provider = setup_otlp(endpoint, headers={})
+        provider = setup_otlp(endpoint, headers={}, metrics=False)
         provider.add_span_processor(counter)
         return Tracing(counter, provider)
     provider = TracerProvider()

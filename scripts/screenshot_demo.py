@@ -60,6 +60,7 @@ def export_demo(server: PhoenixServer) -> tuple[str, int]:
         server.otlp_traces_endpoint,
         headers={},
         service_name="livekit-otel-demo",
+        metrics=False,  # Phoenix takes traces only
         resource_attributes={"openinference.project.name": PROJECT},
     )
     sent = InMemorySpanExporter()

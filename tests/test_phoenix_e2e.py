@@ -108,6 +108,7 @@ def phoenix_trace(phoenix: PhoenixServer) -> PhoenixTrace:
             phoenix.otlp_traces_endpoint,
             headers={},
             service_name="livekit-otel-e2e",
+            metrics=False,  # Phoenix takes traces only
             resource_attributes={"openinference.project.name": PROJECT},
         )
         sent = InMemorySpanExporter()

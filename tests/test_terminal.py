@@ -24,14 +24,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from livekit_otel import LiveKitAgentsInstrumentor, terminal
+from livekit_otel import LiveKitAgentsInstrumentor, setup_console, terminal
 from livekit_otel.attributes import INSTRUMENTATION_SCOPE, LATENCY_PARTS
 from livekit_otel.terminal import (
     ENV_CONSOLE,
     ConsoleSpanProcessor,
     apply_console,
     attach_console,
-    setup_console,
 )
 from support.tracing import SpanTree, Tracing, attributes, instrumented
 
@@ -479,3 +478,13 @@ def test_the_devkit_console_is_the_products_renderer() -> None:
 
     assert console.span_tree is terminal.span_tree
     assert console.latency_table is terminal.latency_table
+
+
+async def test_instrument_with_the_environment_variable_prints_each_session(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(ENV_CONSOLE, "1")
+    with instrumented():
+        await run_scripted_session([TURNS[0]], mode="text")
+    printed = capsys.readouterr().err
+    assert "agent_session" in printed and TURNS[0].text in printed

@@ -44,7 +44,7 @@ variables in brackets):
 - ``redact``: a callable applied to every captured text; ``redact_pii`` is ready made.
 - ``max_attribute_length`` (``LIVEKIT_OTEL_MAX_ATTRIBUTE_LENGTH``): per-attribute limit.
 - ``prompt_window`` (``LIVEKIT_OTEL_PROMPT_WINDOW``): at most this many chat items per
-  ``llm_node`` prompt (only those new since the previous generation are recorded).
+  ``llm_node`` prompt, besides the system instructions.
 - ``conventions`` (``LIVEKIT_OTEL_CONVENTIONS``): extra attribute families on top of the
   contract's, from ``langfuse``, ``openinference``, ``genai``; default
   ``langfuse,openinference``.
@@ -57,19 +57,27 @@ variables in brackets):
 
 from .bootstrap import installed_meter_provider, setup_langfuse, setup_otlp, setup_prometheus
 from .compat import UnsupportedVersionError
-from .instrumentor import LiveKitAgentsInstrumentor, set_meter_provider, set_tracer_provider
+from .instrumentor import (
+    LiveKitAgentsInstrumentor,
+    set_meter_provider,
+    set_tracer_provider,
+    setup_console,
+)
 from .redaction import redact_pii
 from .session import update_session
+from .terminal import attach_console
 from .version import __version__
 
 __all__ = [
     "LiveKitAgentsInstrumentor",
     "UnsupportedVersionError",
     "__version__",
+    "attach_console",
     "installed_meter_provider",
     "redact_pii",
     "set_meter_provider",
     "set_tracer_provider",
+    "setup_console",
     "setup_langfuse",
     "setup_otlp",
     "setup_prometheus",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import wrapt
 from opentelemetry import metrics, trace
@@ -20,6 +20,7 @@ from . import (
     inference_wrappers,
     latency_wrappers,
     realtime_wrappers,
+    terminal,
     wrappers,
 )
 from .attributes import INSTRUMENTATION_SCOPE
@@ -83,7 +84,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        provider = kwargs.pop("tracer_provider", None)
+        provider = terminal.apply_console(kwargs.pop("tracer_provider", None))
         meter_provider = kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
         meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=meter_provider)
@@ -135,6 +136,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
 
     def set_tracer_provider(self, provider: trace.TracerProvider) -> None:
         """Send the plugin's spans to ``provider`` from the next session on."""
+        terminal.apply_console(provider)
         active = type(self)._active
         if active is not None:
             active.provider = provider
@@ -224,3 +226,26 @@ def set_meter_provider(provider: metrics.MeterProvider | None, **options: Any) -
         return
     meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=provider)
     active.state.instruments = Instruments(meter, active.state.options.environment)
+
+
+def setup_console(per_turn: bool = False, stream: TextIO | None = None) -> SDKTracerProvider:
+    """Print each session's span tree and latency table to the terminal when it ends.
+
+    Beside a real exporter: when livekit-otel already sends its spans to an SDK
+    ``TracerProvider`` (``setup_langfuse``, ``setup_otlp``, ``set_tracer_provider``, or
+    the global one), the console is added to it. Alone: a new provider with only the
+    console, handed to livekit-otel (which instruments livekit-agents if that is not done
+    yet). A provider livekit-otel is given afterwards gets the console as well. Returns the
+    provider the console is on now. ``per_turn``: also a line per agent turn as it ends.
+    ``stream``: where to write (``None``: ``sys.stderr`` at the time of writing).
+    """
+    terminal.want_console(per_turn, stream)
+    active = LiveKitAgentsInstrumentor._active
+    current = (active.provider or trace.get_tracer_provider()) if active is not None else None
+    if isinstance(current, SDKTracerProvider):
+        terminal.attach_console(current, per_turn, stream)
+        return current
+    provider = SDKTracerProvider()
+    terminal.attach_console(provider, per_turn, stream)
+    set_tracer_provider(provider)
+    return provider

@@ -7,7 +7,7 @@ error (or a stream you give); with ``per_turn=True`` it also prints one line as 
 
 Usage::
 
-    from livekit_otel.terminal import setup_console
+    from livekit_otel import setup_console
 
     setup_console()                 # alone, or after setup_langfuse() / setup_otlp()
     setup_console(per_turn=True)    # and one line per agent turn as it ends
@@ -62,7 +62,6 @@ __all__ = [
     "apply_console",
     "attach_console",
     "latency_table",
-    "setup_console",
     "span_tree",
 ]
 
@@ -581,45 +580,15 @@ def attach_console(
         return processor
 
 
-def _current_provider() -> trace.TracerProvider | None:
-    """The provider livekit-otel sends its spans to now, if it is instrumented."""
-    from .instrumentor import LiveKitAgentsInstrumentor
-
-    active = LiveKitAgentsInstrumentor._active
-    if active is None:
-        return None
-    return active.provider or trace.get_tracer_provider()
-
-
 # what setup_console() asked for (per_turn, stream): kept, so that a provider livekit-otel
 # gets later (setup_langfuse() after setup_console()) gets the console too
 _wanted: tuple[bool, TextIO | None] | None = None
 
 
-def setup_console(per_turn: bool = False, stream: TextIO | None = None) -> SDKTracerProvider:
-    """Print each session's span tree and latency table to the terminal when it ends.
-
-    Beside a real exporter: when livekit-otel already sends its spans to an SDK
-    ``TracerProvider`` (``setup_langfuse``, ``setup_otlp``, ``set_tracer_provider``, or
-    the global one), the console is added to it. Alone: a new provider with only the
-    console, handed to livekit-otel (which instruments livekit-agents if that is not done
-    yet). A provider livekit-otel is given afterwards gets the console as well (see
-    :func:`apply_console`). Returns the provider the console is on now.
-    ``per_turn``: also a line per agent turn as it ends. ``stream``: where to write
-    (``None``: ``sys.stderr`` at the time of writing).
-    """
+def want_console(per_turn: bool, stream: TextIO | None) -> None:
+    """Remember that the console was asked for in code (``setup_console``), with its settings."""
     global _wanted
-    from .instrumentor import set_tracer_provider
-
     _wanted = (per_turn, stream)
-    current = _current_provider()
-    if isinstance(current, SDKTracerProvider):
-        attach_console(current, per_turn, stream)
-        return current
-    provider = SDKTracerProvider()
-    attach_console(provider, per_turn, stream)
-    set_tracer_provider(provider)
-    return provider
 
 
 def _from_environment() -> tuple[bool, TextIO | None] | None:
