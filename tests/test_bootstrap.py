@@ -826,7 +826,7 @@ def test_unexpected_failure_inside_a_job_logs_its_type_not_its_message(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"exporter broke on {HEADER_SECRET}")
 
-    monkeypatch.setattr(bootstrap, "_build_provider", broken)
+    monkeypatch.setattr(bootstrap, "build_provider", broken)
 
     with caplog.at_level(logging.DEBUG):
         provider = setup_otlp("http://localhost:4318")
@@ -842,7 +842,7 @@ def test_unexpected_failure_outside_a_job_propagates(monkeypatch: pytest.MonkeyP
         raise RuntimeError("exporter broke")
 
     fake_livekit_agents(monkeypatch, no_job)
-    monkeypatch.setattr(bootstrap, "_build_provider", broken)
+    monkeypatch.setattr(bootstrap, "build_provider", broken)
 
     with pytest.raises(RuntimeError, match="exporter broke"):
         setup_otlp("http://localhost:4318")
