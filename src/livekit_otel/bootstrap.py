@@ -183,7 +183,8 @@ def setup_otlp(
     fix and returns a provider that records and exports nothing (``disabled_provider``),
     and the job runs untraced.
     """
-    try:
+
+    def build() -> TracerProvider:
         options = _options(
             service_name,
             resource_attributes,
@@ -197,10 +198,8 @@ def setup_otlp(
         if _metrics_wanted(metrics):
             metrics_target = resolve_otlp_metrics_target(endpoint, headers, os.environ)
         return _install(target, options, metrics_target)
-    except Exception as error:
-        if _current_job_context() is None:
-            raise
-        return _untraced_job("setup_otlp", error)
+
+    return _never_failing_a_job("setup_otlp", build)
 
 
 def setup_langfuse(
@@ -229,7 +228,8 @@ def setup_langfuse(
     keys; inside a running LiveKit job it logs one ERROR instead and returns
     ``disabled_provider()``, as ``setup_otlp`` does.
     """
-    try:
+
+    def build() -> TracerProvider:
         options = _options(
             service_name,
             resource_attributes,
@@ -240,10 +240,8 @@ def setup_langfuse(
         )
         target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
         return _install(target, options, None)
-    except Exception as error:
-        if _current_job_context() is None:
-            raise
-        return _untraced_job("setup_langfuse", error)
+
+    return _never_failing_a_job("setup_langfuse", build)
 
 
 def setup_prometheus(
@@ -320,6 +318,16 @@ def disabled_provider() -> TracerProvider:
     this provider: sessions stay untraced unless another provider was set up before.
     """
     return TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+
+
+def _never_failing_a_job(function: str, build: Callable[[], TracerProvider]) -> TracerProvider:
+    """``build()``; a failure raises outside a job, and inside one leaves the call untraced."""
+    try:
+        return build()
+    except Exception as error:
+        if _current_job_context() is None:
+            raise
+        return _untraced_job(function, error)
 
 
 def _untraced_job(function: str, error: Exception) -> TracerProvider:
