@@ -203,7 +203,7 @@ async def paired_session(turns: int) -> dict[str, Any]:
 
     from livekit_otel import LiveKitAgentsInstrumentor
     from livekit_otel.compat import PassThroughTracerProvider
-    from livekit_otel.meters import Instruments
+    from livekit_otel.mapping.instruments import Instruments
 
     builtin_exporter = InMemorySpanExporter()
     builtin_counter = CountingProcessor()

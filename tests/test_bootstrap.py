@@ -29,15 +29,16 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
-from livekit_otel import bootstrap, lifecycle
-from livekit_otel.bootstrap import setup_langfuse, setup_otlp, setup_prometheus
-from livekit_otel.endpoints import (
+from livekit_otel.recording import registry as lifecycle
+from livekit_otel.recording.registry import flush_on_shutdown
+from livekit_otel.setup import bootstrap
+from livekit_otel.setup.bootstrap import setup_langfuse, setup_otlp, setup_prometheus
+from livekit_otel.setup.endpoints import (
     resolve_langfuse_target,
     resolve_otlp_metrics_target,
     resolve_otlp_target,
     resolve_prometheus_address,
 )
-from livekit_otel.lifecycle import flush_on_shutdown
 
 PUBLIC = "pk-lf-public-1234"
 SECRET = "sk-lf-SECRET-5678"

@@ -37,16 +37,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from livekit_otel import (
-    LiveKitAgentsInstrumentor,
-    bootstrap,
-    installed_meter_provider,
-    lifecycle,
-    setup_otlp,
-)
-from livekit_otel.recorder import SessionRecorder
-from livekit_otel.replies import Replies
-from livekit_otel.user_turns import UserTurns
+from livekit_otel import LiveKitAgentsInstrumentor, installed_meter_provider, setup_otlp
+from livekit_otel.recording import registry as lifecycle
+from livekit_otel.recording.recorder import SessionRecorder
+from livekit_otel.recording.replies import Replies
+from livekit_otel.recording.user_turns import UserTurns
+from livekit_otel.setup import bootstrap
 from support.tracing import SpanLifecycle
 
 EXPORT_TIMEOUT_S = 3.0

@@ -45,8 +45,9 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GenAiProviderNameValues as Registry,
 )
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_langfuse
-from livekit_otel.conventions import provider_name
+from livekit_otel import LiveKitAgentsInstrumentor, setup_langfuse
+from livekit_otel.mapping.conventions import provider_name
+from livekit_otel.setup import bootstrap
 from support.langfuse_mapper import LangfuseObservation, LangfuseView, map_spans
 
 PUBLIC_KEY = "pk-lf-findings-test"

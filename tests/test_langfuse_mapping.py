@@ -30,7 +30,8 @@ from livekit_otel_dev.scripted import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_langfuse, update_session
+from livekit_otel import LiveKitAgentsInstrumentor, setup_langfuse, update_session
+from livekit_otel.setup import bootstrap
 from support.langfuse_mapper import (
     LANGFUSE_OTEL_PATH,
     LangfuseObservation,

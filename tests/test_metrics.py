@@ -23,7 +23,7 @@ from livekit_otel_dev.scripted import (
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from livekit_otel.meters import VOICE_LATENCY_BUCKETS
+from livekit_otel.mapping.instruments import VOICE_LATENCY_BUCKETS
 from support.tracing import SpanTree, attributes, instrumented
 
 WEATHER = ToolCall("lookup_weather", {"location": "Paris"})

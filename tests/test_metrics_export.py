@@ -30,14 +30,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from livekit_otel import (
     LiveKitAgentsInstrumentor,
-    bootstrap,
     installed_meter_provider,
-    lifecycle,
     set_tracer_provider,
     setup_otlp,
     setup_prometheus,
 )
-from livekit_otel.meters import OPERATION_DURATION_BUCKETS, VOICE_LATENCY_BUCKETS
+from livekit_otel.mapping.instruments import OPERATION_DURATION_BUCKETS, VOICE_LATENCY_BUCKETS
+from livekit_otel.recording import registry as lifecycle
+from livekit_otel.setup import bootstrap
 from support.tracing import SpanTree, attributes
 
 TURNS = [

@@ -29,7 +29,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_trace_id
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_otlp
+from livekit_otel import LiveKitAgentsInstrumentor, setup_otlp
+from livekit_otel.setup import bootstrap
 from support.phoenix import PhoenixServer
 
 pytestmark = pytest.mark.e2e

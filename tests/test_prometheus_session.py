@@ -48,8 +48,9 @@ if importlib.util.find_spec("opentelemetry.exporter.prometheus") is None:
 
 from livekit_otel_dev.scripted import TimedReply, ToolCall, UserTurn, run_scripted_session
 
-from livekit_otel import LiveKitAgentsInstrumentor, bootstrap, setup_prometheus
-from livekit_otel.meters import VOICE_LATENCY_BUCKETS
+from livekit_otel import LiveKitAgentsInstrumentor, setup_prometheus
+from livekit_otel.mapping.instruments import VOICE_LATENCY_BUCKETS
+from livekit_otel.setup import bootstrap
 from support.prometheus import PrometheusServer, Sample, prometheus_fixture
 from support.tracing import SpanTree, attributes, instrumented
 

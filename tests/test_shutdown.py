@@ -22,13 +22,9 @@ from livekit_otel_dev.scripted import ScriptedConversation, ToolCall, UserTurn
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from livekit_otel import (
-    LiveKitAgentsInstrumentor,
-    bootstrap,
-    installed_meter_provider,
-    lifecycle,
-    setup_otlp,
-)
+from livekit_otel import LiveKitAgentsInstrumentor, installed_meter_provider, setup_otlp
+from livekit_otel.recording import registry as lifecycle
+from livekit_otel.setup import bootstrap
 from support.tracing import SpanLifecycle
 
 SHUTDOWN_TIMEOUT_S = 1.0

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_console, terminal
-from livekit_otel.attributes import INSTRUMENTATION_SCOPE, LATENCY_PARTS
+from livekit_otel.mapping.attributes import INSTRUMENTATION_SCOPE, LATENCY_PARTS
 from livekit_otel.terminal import (
     ENV_CONSOLE,
     ConsoleSpanProcessor,

@@ -55,7 +55,6 @@ variables in brackets):
   session; ``update_session`` changes them for one running session.
 """
 
-from .bootstrap import installed_meter_provider, setup_langfuse, setup_otlp, setup_prometheus
 from .compat import UnsupportedVersionError
 from .instrumentor import (
     LiveKitAgentsInstrumentor,
@@ -63,8 +62,9 @@ from .instrumentor import (
     set_tracer_provider,
     setup_console,
 )
-from .redaction import redact_pii
-from .session import update_session
+from .mapping.redaction import redact_pii
+from .recording.updates import update_session
+from .setup.bootstrap import installed_meter_provider, setup_langfuse, setup_otlp, setup_prometheus
 from .terminal import attach_console
 from .version import __version__
 

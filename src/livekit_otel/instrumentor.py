@@ -15,19 +15,16 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
-from . import (
-    compat,
-    inference_wrappers,
-    latency_wrappers,
-    realtime_wrappers,
-    terminal,
-    wrappers,
-)
-from .attributes import INSTRUMENTATION_SCOPE
+from . import compat, terminal
 from .config import resolve_options
-from .lifecycle import close_open_sessions, register_flush_on_shutdown
-from .meters import Instruments
+from .hooks import guard as wrappers
+from .hooks import replies as inference_wrappers
+from .hooks import streams as latency_wrappers
+from .hooks import user_turns as realtime_wrappers
+from .mapping.attributes import INSTRUMENTATION_SCOPE
+from .mapping.instruments import Instruments
 from .package import _instruments
+from .recording.registry import close_open_sessions, register_flush_on_shutdown
 from .version import __version__
 
 logger = logging.getLogger("livekit_otel")

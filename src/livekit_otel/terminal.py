@@ -54,7 +54,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
-from . import attributes as attr
+from .mapping import attributes as attr
 
 __all__ = [
     "ENV_CONSOLE",

@@ -17,11 +17,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from . import attributes as attr
-from . import compat, content
-from .config import Options
-from .conventions import Attributes
-from .facts import (
+from .. import compat
+from ..config import Options
+from ..mapping import attributes as attr
+from ..mapping import content
+from ..mapping.conventions import Attributes
+from ..mapping.facts import (
     AgentTurnFacts,
     LlmRequest,
     LlmResponse,
@@ -30,9 +31,9 @@ from .facts import (
     TtsRequest,
     TtsResult,
 )
+from ..mapping.instruments import Instruments
+from ..mapping.lk_metrics import MetricsAggregate
 from .latency import Playback, Timeline
-from .meters import Instruments
-from .metrics import MetricsAggregate
 from .realtime import RealtimeResponses, Response
 from .spans import SessionSpans, ns, seconds
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
-from . import compat
-from .latency import Timeline
-from .wrappers import State, Wrapper, current_recorder, recorder_of
+from .. import compat
+from ..recording.latency import Timeline
+from .guard import State, Wrapper, current_recorder, recorder_of
 
 
 def end_of_speech(state: State) -> Wrapper:

@@ -14,11 +14,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Tracer
 
-from . import compat
-from .config import Options
-from .meters import Instruments
-from .recorder import SessionRecorder
-from .user_turns import COMMITTING_TURN
+from .. import compat
+from ..config import Options
+from ..mapping.instruments import Instruments
+from ..recording.recorder import SessionRecorder
+from ..recording.user_turns import COMMITTING_TURN
 
 logger = logging.getLogger("livekit_otel")
 

@@ -25,7 +25,7 @@ first session starts.
 A bad setting (missing Langfuse keys, a URL without a scheme, malformed headers, a
 non-positive timeout, a port out of range, ...) raises ``ValueError`` at import time or
 worker start, so a deploy fails fast. Inside a running LiveKit job it never takes the call
-down: the setup function logs one ERROR on the ``livekit_otel.bootstrap`` logger that says
+down: the setup function logs one ERROR on the ``livekit_otel.setup.bootstrap`` logger that says
 what to fix, installs nothing, and returns a provider that records and exports nothing
 (see ``disabled_provider``), so code that goes on to use the returned provider keeps
 working. ``setup_prometheus`` follows the same rule in every process LiveKit starts for a
@@ -54,17 +54,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.util.types import AttributeValue
 
 from livekit_otel import instrumentor
-from livekit_otel.endpoints import (
-    ExportTarget,
-    otlp_metrics_enabled,
-    redact_url,
-    resolve_langfuse_target,
-    resolve_otlp_metrics_target,
-    resolve_otlp_target,
-    resolve_prometheus_address,
-)
-from livekit_otel.exporters import build_meter_provider, build_provider
-from livekit_otel.lifecycle import (
+from livekit_otel.recording.registry import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     _current_job_context,
     flush_at_every_job_end,
@@ -74,6 +64,16 @@ from livekit_otel.lifecycle import (
     register_flush_on_shutdown,
     stop_flushing,
 )
+from livekit_otel.setup.endpoints import (
+    ExportTarget,
+    otlp_metrics_enabled,
+    redact_url,
+    resolve_langfuse_target,
+    resolve_otlp_metrics_target,
+    resolve_otlp_target,
+    resolve_prometheus_address,
+)
+from livekit_otel.setup.exporters import build_meter_provider, build_provider
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def setup_otlp(
 
     Metrics go to ``/v1/metrics`` of the same backend with the same headers, or where
     ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_METRICS_HEADERS`` say
-    (see ``livekit_otel.endpoints``), every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60 s by
+    (see ``livekit_otel.setup.endpoints``), every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (60 s by
     default) and at LiveKit job shutdown. ``metrics`` turns them on or off; by default
     they are on unless ``OTEL_METRICS_EXPORTER`` is ``none`` (or names other exporters
     only). Backends that take no metrics (Arize Phoenix, Jaeger) want ``metrics=False``.

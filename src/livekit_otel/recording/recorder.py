@@ -16,13 +16,15 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from . import attributes as attr
-from . import compat, content, lifecycle
-from .config import Options
-from .conventions import Attributes, Conventions
-from .facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
-from .meters import Instruments
-from .metrics import MetricsAggregate, metrics_kind
+from .. import compat
+from ..config import Options
+from ..mapping import attributes as attr
+from ..mapping import content
+from ..mapping.conventions import Attributes, Conventions
+from ..mapping.facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
+from ..mapping.instruments import Instruments
+from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
+from . import registry as lifecycle
 from .realtime import realtime_usage
 from .replies import Replies
 from .spans import SessionSpans, ns, seconds

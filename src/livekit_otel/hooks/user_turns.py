@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import compat
-from .recorder import SessionRecorder
-from .wrappers import State, Wrapper, recorder_of, safely
+from .. import compat
+from ..recording.recorder import SessionRecorder
+from .guard import State, Wrapper, recorder_of, safely
 
 
 def realtime_generation(state: State) -> Wrapper:

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from .metrics import MetricsAggregate
+from ..mapping.lk_metrics import MetricsAggregate
 
 
 class UserTurn:

@@ -11,8 +11,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .latency import Latency
-from .metrics import MetricsAggregate
+from .lk_metrics import MetricsAggregate
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Perceived latency of one reply and its six parts, in seconds."""
+
+    total: float
+    end_of_turn: float
+    on_user_turn_completed: float
+    llm: float
+    tools: float
+    tts: float
+    playout: float
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .wrappers import RECORDER_ATTRIBUTE, recorder_of
+from ..hooks.guard import RECORDER_ATTRIBUTE, recorder_of
 
 _PENDING_ATTRIBUTE = "_livekit_otel_pending"
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from . import attributes as attr
-from . import compat
-from .facts import RealtimeResponseFacts, RealtimeUsage
-from .meters import Instruments
-from .metrics import MetricsAggregate
+from .. import compat
+from ..mapping import attributes as attr
+from ..mapping.facts import RealtimeResponseFacts, RealtimeUsage
+from ..mapping.instruments import Instruments
+from ..mapping.lk_metrics import MetricsAggregate
 from .spans import SessionSpans, ns, seconds
 
 

@@ -12,21 +12,9 @@ from __future__ import annotations
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Latency:
-    """Perceived latency of one reply and its six parts, in seconds."""
-
-    total: float
-    end_of_turn: float
-    on_user_turn_completed: float
-    llm: float
-    tools: float
-    tts: float
-    playout: float
+from ..mapping.facts import Latency
 
 
 class Timeline:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .config import Options
+from ..config import Options
 from .redaction import redact_pii as redact_pii
 
 TRUNCATION_MARKER = "…[truncated {dropped} chars]"

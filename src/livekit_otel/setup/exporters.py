@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from livekit_otel.endpoints import (
+from livekit_otel.setup.endpoints import (
     OTLP_HEADERS,
     OTLP_METRICS_HEADERS,
     OTLP_TRACES_HEADERS,

@@ -8,8 +8,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, Tracer
 
-from .conventions import Attributes, Conventions
-from .facts import SessionFacts
+from ..mapping.conventions import Attributes, Conventions
+from ..mapping.facts import SessionFacts
 
 _NS = 1_000_000_000
 

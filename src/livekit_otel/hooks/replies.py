@@ -14,13 +14,12 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from . import compat
-from .facts import LlmRequest, ToolCall, ToolResult, TtsRequest
-from .latency import Timeline
-from .latency_wrappers import on_first
-from .recorder import SessionRecorder
-from .replies import ACTIVE_NODE, Node
-from .wrappers import (
+from .. import compat
+from ..mapping.facts import LlmRequest, ToolCall, ToolResult, TtsRequest
+from ..recording.latency import Timeline
+from ..recording.recorder import SessionRecorder
+from ..recording.replies import ACTIVE_NODE, Node
+from .guard import (
     State,
     Wrapper,
     current_recorder,
@@ -29,6 +28,7 @@ from .wrappers import (
     safely,
     task_error,
 )
+from .streams import on_first
 
 
 def _run_in_node(node: Node, call: Callable[[], Any]) -> Any:

@@ -18,11 +18,12 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from ..config import Options
 from . import attributes as attr
 from . import content
-from .config import Options
 from .facts import (
     AgentTurnFacts,
+    Latency,
     LlmRequest,
     LlmResponse,
     RealtimeResponseFacts,
@@ -35,7 +36,6 @@ from .facts import (
     TtsResult,
     UserTurnFacts,
 )
-from .latency import Latency
 
 Attributes = dict[str, AttributeValue]
 
