@@ -1,0 +1,19 @@
+"""Facts to attributes, one module per convention family.
+
+``keys`` names the facts (one setter each); ``livekit_keys`` writes the trace contract's own
+keys, ``langfuse_keys``, ``openinference_keys`` and ``genai_keys`` their family's;
+``composed.Conventions`` chooses the families in force once and hands each fact to them.
+"""
+
+from .composed import CLOSED_MESSAGE, INTERRUPTED_MESSAGE, Conventions, families
+from .keys import Attributes
+from .providers import provider_name
+
+__all__ = [
+    "CLOSED_MESSAGE",
+    "INTERRUPTED_MESSAGE",
+    "Attributes",
+    "Conventions",
+    "families",
+    "provider_name",
+]
