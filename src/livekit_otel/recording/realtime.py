@@ -10,7 +10,6 @@ its end time kept within its ``agent_turn``.
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from ..mapping import attributes as attr
 from ..mapping.facts import RealtimeResponseFacts, RealtimeUsage
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
-from .spans import SessionSpans, ns, seconds
+from .spans import SessionSpans, now, ns, seconds
 
 
 class Response:
@@ -46,7 +45,7 @@ class Response:
         self.span = span
         self.turn = turn
         self.response_id = response_id
-        self.started_at = time.time()
+        self.started_at = now()
         self.returned_at: float | None = None
         self.metrics: Any | None = None
         self.model: tuple[str | None, str | None] = (None, None)
@@ -62,7 +61,7 @@ class Response:
         if timestamp is not None and duration:
             end = timestamp + duration
         else:
-            end = self.returned_at or time.time()
+            end = self.returned_at or now()
         if limit is not None:
             end = min(end, limit)
         return ns(self.started_at), ns(max(self.started_at, end))
@@ -146,7 +145,7 @@ class RealtimeResponses:
 
     def returned(self, response: Response) -> None:
         """LiveKit's task for the response returned: played out, its message and tools known."""
-        response.returned_at = time.time()
+        response.returned_at = now()
         if response.metrics is not None:
             self._complete(response)
 

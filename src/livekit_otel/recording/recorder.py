@@ -8,7 +8,6 @@ module, which writes the attributes. Replies live in :mod:`.replies`, utterances
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -27,7 +26,7 @@ from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
 from . import registry as lifecycle
 from .realtime import realtime_usage
 from .replies import Replies
-from .spans import SessionSpans, ns, seconds
+from .spans import SessionSpans, now, ns, seconds
 from .user_turns import UserTurn, UserTurns
 
 _USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -85,7 +84,7 @@ class SessionRecorder:
         self.last_agent_text: str | None = None
 
         start = SessionStart(compat.agent_name(agent), room_name, job_id)
-        self.started_at = time.time()
+        self.started_at = now()
         self.session_span = self.spans.open_session(
             attr.SPAN_AGENT_SESSION,
             {**self._trace_level(), **self.conventions.session_start(start, self.facts)},
@@ -168,7 +167,7 @@ class SessionRecorder:
             last_agent_text=self.last_agent_text,
         )
         self.session_span.set_attributes(self.conventions.session_end(end))
-        self.session_span.end()
+        self.session_span.end(ns(now()))
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, name: str, event: Any) -> None:
@@ -179,7 +178,7 @@ class SessionRecorder:
 
     def _on_user_state(self, event: Any) -> None:
         state = getattr(event, "new_state", None)
-        at = float(getattr(event, "created_at", None) or time.time())
+        at = float(getattr(event, "created_at", None) or now())
         if state == "speaking":
             self.user_turns.user_speaking(at)
         elif state == "listening":
@@ -187,7 +186,7 @@ class SessionRecorder:
 
     def _on_transcribed(self, event: Any) -> None:
         if getattr(event, "is_final", False):
-            at = float(getattr(event, "created_at", None) or time.time())
+            at = float(getattr(event, "created_at", None) or now())
             self.user_turns.transcribed(str(getattr(event, "transcript", "") or ""), at)
 
     def _on_item_added(self, event: Any) -> None:
@@ -196,7 +195,9 @@ class SessionRecorder:
         if kind == "agent_handoff":
             old_agent, new_agent = compat.handoff_agents(item)
             self.session_span.add_event(
-                attr.LK_HANDOFF_EVENT, self.conventions.handoff(old_agent, new_agent)
+                attr.LK_HANDOFF_EVENT,
+                self.conventions.handoff(old_agent, new_agent),
+                ns(now()),
             )
             return
         if kind != "message":
@@ -210,7 +211,7 @@ class SessionRecorder:
             if self.first_user_text is None:
                 self.first_user_text = text
             created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
-            self.user_turns.user_message(text, float(created or time.time()))
+            self.user_turns.user_message(text, float(created or now()))
         elif role == "assistant" and text:
             self.replies.assistant_said(turn, text)
             self.last_agent_text = text
@@ -226,6 +227,7 @@ class SessionRecorder:
                 type(source).__name__,
                 recoverable if isinstance(recoverable, bool) else None,
             ),
+            ns(now()),
         )
 
     def _on_metrics_event(self, event: Any) -> None:
@@ -246,7 +248,7 @@ class SessionRecorder:
         elif kind == "eou":
             speech_id = getattr(metrics, "speech_id", None)
             speech_id = speech_id if isinstance(speech_id, str) else None
-            hook_ended_at = time.time()
+            hook_ended_at = now()
             user = self.user_turns.end_of_turn(metrics, speech_id)
             turn = self.turns.get(speech_id) if speech_id else None
             if turn is not None:
@@ -283,10 +285,10 @@ class SessionRecorder:
     # -- user turns -------------------------------------------------------------------------
     def _write_user_turn(self, turn: UserTurn, eou: Any | None) -> tuple[Span, int]:
         """Open the ``user_turn`` span of an utterance (and its ``end_of_turn``)."""
-        now = time.time()
+        written_at = now()
         # LiveKit-supplied times (a realtime transcript's turn start) may lie anywhere: keep
         # both ends within the session
-        end = min(max(turn.committed_at or now, self.started_at), now)
+        end = min(max(turn.committed_at or written_at, self.started_at), written_at)
         start = min(max(turn.started_at, self.started_at), end)
         owner = self.turns.get(turn.speech_id) if turn.speech_id else None
         if owner is None and turn.input_mode == "text":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -35,7 +34,7 @@ from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
 from .latency import Playback, Timeline
 from .realtime import RealtimeResponses, Response
-from .spans import SessionSpans, ns, seconds
+from .spans import SessionSpans, now, ns, seconds
 
 logger = logging.getLogger("livekit_otel")
 
@@ -61,7 +60,7 @@ class Node:
         self.context = trace.set_span_in_context(span)
         self.metrics: MetricsAggregate | None = None
         self.ended = False
-        self.started_at = time.time()
+        self.started_at = now()
         self.text: list[str] | None = None
         self.call: ToolCall | None = None
         self.model: tuple[str | None, str | None] = (None, None)
@@ -226,7 +225,7 @@ class Replies:
         facts.interrupted = compat.speech_interrupted(turn.handle) or facts.closed_mid_reply
         facts.discarded = not compat.speech_scheduled(turn.handle)
         facts.spoken_text = " ".join(turn.agent_text) if turn.agent_text else None
-        turn.done_at = time.time()
+        turn.done_at = now()
         if not closing and self.realtime.awaiting(turn):
             self.realtime.wait_for_metrics(turn, self._write_turn)
             return
@@ -363,7 +362,7 @@ class Replies:
         self.instruments.record_operation(
             attr.GEN_AI_OPERATION_CHAT,
             *node.model,
-            duration=time.time() - node.started_at,
+            duration=now() - node.started_at,
             first_chunk=reply.ttft,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
@@ -387,7 +386,7 @@ class Replies:
     def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:
         """A tool call returned (or raised)."""
         if node.turn is not None:
-            node.turn.timeline.tools.append((node.started_at, time.time()))
+            node.turn.timeline.tools.append((node.started_at, now()))
         call = node.call or ToolCall("", "", "")
         self._end_node(node, self.conventions.tool_end(call, result), error)
 

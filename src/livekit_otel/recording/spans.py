@@ -1,7 +1,12 @@
-"""Opening the spans of one session: under the session, or each turn in a trace of its own."""
+"""Opening the spans of one session: under the session, or each turn in a trace of its own.
+
+Every start and end time is given explicitly, from :func:`now`, so that no span mixes the
+SDK's clock with ours: a test that fakes ``time.time`` moves every span with it.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry import trace
@@ -12,6 +17,11 @@ from ..mapping.conventions import Attributes, Conventions
 from ..mapping.facts import SessionFacts
 
 _NS = 1_000_000_000
+
+
+def now() -> float:
+    """The one clock of every span: ``time.time()``, the clock LiveKit dates its events by."""
+    return time.time()
 
 
 def ns(seconds: float) -> int:
@@ -65,7 +75,11 @@ class SessionSpans:
         """Start a span with the session's common attributes."""
         merged = {**self.common, **attributes} if attributes else self.common
         return self.tracer.start_span(
-            name, context=parent, attributes=merged, start_time=start_time, links=links
+            name,
+            context=parent,
+            attributes=merged,
+            start_time=ns(now()) if start_time is None else start_time,
+            links=links,
         )
 
     def top_level(
@@ -79,8 +93,8 @@ class SessionSpans:
         link = Link(self.session_span.get_span_context())
         return Context(), self.conventions.trace_root(name, self.facts), [link]
 
-    def end(self, span: Span, error: BaseException | None = None) -> None:
-        """End a span, with ERROR status when ``error`` is an exception of the call."""
+    def end(self, span: Span, error: BaseException | None = None, at: float | None = None) -> None:
+        """End a span now (or ``at``); ERROR status when ``error`` is an exception of the call."""
         if error is not None and not isinstance(error, GeneratorExit):
             self.conventions.record_error(span, error)
-        span.end()
+        span.end(ns(now() if at is None else at))

@@ -9,7 +9,6 @@ after its end of turn: then its span stays open, end time fixed, until they come
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -18,6 +17,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from ..mapping.lk_metrics import MetricsAggregate
+from .spans import now
 
 
 class UserTurn:
@@ -142,10 +142,10 @@ class UserTurns:
 
     def begin_commit(self, transcript: str | None) -> UserTurn:
         """LiveKit is deciding on the end of the user's turn (``on_end_of_turn`` was called)."""
-        now = time.time()
-        turn = self.current or self._new(now, "audio")
+        at = now()
+        turn = self.current or self._new(at, "audio")
         self.current = None
-        turn.committed_at = now
+        turn.committed_at = at
         if transcript:
             turn.transcript = transcript
         return turn
