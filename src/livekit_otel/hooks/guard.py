@@ -117,6 +117,9 @@ def session_close(state: State) -> Wrapper:
         if recorder is None or not compat.session_running(instance):
             return await wrapped(*args, **kwargs)
         token = None
+        # a second close while the first runs finds the session closed under LiveKit's
+        # lock: only the first one ends the trace
+        first = recorder.close_span is None
         try:
             close_context = recorder.close_started(kwargs.get("reason"), kwargs.get("error"))
             token = otel_context.attach(close_context)
@@ -125,12 +128,14 @@ def session_close(state: State) -> Wrapper:
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as error:
-            safely(state, "AgentSession._aclose_impl", recorder.close_finished, error)
+            if first:
+                safely(state, "AgentSession._aclose_impl", recorder.close_finished, error)
             raise
         finally:
             if token is not None:
                 otel_context.detach(token)
-        safely(state, "AgentSession._aclose_impl", recorder.close_finished, None)
+        if first:
+            safely(state, "AgentSession._aclose_impl", recorder.close_finished, None)
         return result
 
     return wrapper

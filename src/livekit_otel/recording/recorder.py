@@ -133,16 +133,32 @@ class SessionRecorder:
         self.spans.end(self.session_span, error)
 
     def close_started(self, reason: Any, error: Any) -> Context:
-        """The session began to close; returns the context of the ``session_close`` span."""
+        """The session began to close; returns the context of the ``session_close`` span.
+
+        A second close while the first runs (a tool closing the session being closed, or
+        ``shutdown()`` then ``aclose()``) waits for LiveKit's close lock and then finds the
+        session closed: it shares the first one's span and leaves its reason alone.
+        """
+        if self.close_span is None:
+            self.close_span = self.spans.child(attr.SPAN_SESSION_CLOSE, self.session_context)
+            self._close_reason(reason, error)
+        return trace.set_span_in_context(self.close_span)
+
+    def _close_reason(self, reason: Any, error: Any) -> None:
+        if reason is None:
+            return
         reason_text = str(getattr(reason, "value", reason))
         values: Attributes = {attr.LK_SESSION_CLOSE_REASON: reason_text}
         if error is not None:
             values[attr.LK_SESSION_CLOSE_ERROR] = type(error).__name__
-        self.close_span = self.spans.child(attr.SPAN_SESSION_CLOSE, self.session_context, values)
-        self.session_span.set_attribute(attr.LK_SESSION_CLOSE_REASON, reason_text)
-        if error is not None:
             self.session_span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-        return trace.set_span_in_context(self.close_span)
+        if self.close_span is not None:
+            self.close_span.set_attributes(values)
+        self.session_span.set_attribute(attr.LK_SESSION_CLOSE_REASON, reason_text)
+
+    def _on_close(self, event: Any) -> None:
+        # LiveKit emits it from inside its close lock: the reason it actually closed for
+        self._close_reason(getattr(event, "reason", None), getattr(event, "error", None))
 
     def abandon(self, reason: str) -> None:
         """End the trace now, whatever is still open (instrumentation removed mid-call)."""
@@ -348,4 +364,5 @@ _EVENT_HANDLERS = {
     "conversation_item_added": SessionRecorder._on_item_added,
     "metrics_collected": SessionRecorder._on_metrics_event,
     "error": SessionRecorder._on_error,
+    "close": SessionRecorder._on_close,
 }
