@@ -25,6 +25,7 @@ from livekit_otel_dev.realtime import (
     RealtimeRun,
     RealtimeTurn,
     RealtimeUsage,
+    ScriptedRealtimeModel,
     realtime_session_options,
     run_realtime_session,
 )
@@ -428,3 +429,27 @@ def test_session_options_are_feature_detected() -> None:
 def test_it_runs_fast(audio: Recorded, text: Recorded) -> None:
     assert audio.run.elapsed < 3.0 and text.run.elapsed < 3.0
     assert isinstance(audio.run.metrics[-1], (RealtimeModelMetrics, STTMetrics))
+
+
+async def test_the_server_says_speech_stopped_a_silence_window_after_the_speech_ended() -> None:
+    model = ScriptedRealtimeModel(silence_duration_ms=150, stop_delay=0.03)
+    conversation = RealtimeConversation(model=model)
+    await conversation.start()
+    utt = await conversation.user_speaks("hello there")
+    run = await conversation.aclose()
+    assert utt.speech_ended_at is not None and utt.speech_stopped_at is not None
+    assert utt.speech_stopped_at - utt.speech_ended_at >= 0.15 + 0.03
+    assert run.model._opts.turn_detection.silence_duration_ms == 150
+    stopped = run.stamps("user.speech_stopped")[0].at
+    assert stopped == utt.speech_stopped_at
+
+
+async def test_audio_end_ms_is_the_end_of_speech_on_the_servers_audio_timeline() -> None:
+    model = ScriptedRealtimeModel(silence_duration_ms=100)
+    conversation = RealtimeConversation(model=model)
+    await conversation.start()
+    utt = await conversation.user_speaks("hello there")
+    await conversation.aclose()
+    assert utt.speech_ended_at is not None and utt.audio_end_ms is not None
+    opened = model.sessions[-1].created_at
+    assert utt.audio_end_ms == round((utt.speech_ended_at - opened) * 1000)

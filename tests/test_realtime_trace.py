@@ -189,7 +189,7 @@ def test_user_turns_span_the_scripted_speech(call: Call) -> None:
     spans = sorted(call.tree.named("user_turn"), key=lambda s: s.start_time or 0)
     for span, utterance in zip(spans, call.run.utterances, strict=True):
         assert (span.start_time or 0) / 1e9 == pytest.approx(utterance.speech_started_at, abs=0.02)
-        assert (span.end_time or 0) / 1e9 == pytest.approx(utterance.speech_stopped_at, abs=0.02)
+        assert (span.end_time or 0) / 1e9 == pytest.approx(utterance.speech_ended_at, abs=0.02)
 
 
 def test_session_usage_totals_include_realtime_tokens(call: Call) -> None:
@@ -215,7 +215,7 @@ def test_a_realtime_turn_has_the_latency_from_end_of_speech_to_first_frame(call:
     (answer,) = [r for r in call.run.responses if r.reply.text == ANSWER]
     utterance = call.run.utterances[0]
     turn = attributes(call.tree.parent_of(call.response(asked.response_id)))
-    expected = answer.first_frame_handed_at - utterance.speech_stopped_at
+    expected = answer.first_frame_handed_at - utterance.speech_ended_at
     assert turn["lk.turn.perceived_latency"] == pytest.approx(expected, abs=0.02)
     parts = sum(value for key, value in turn.items() if key.startswith("lk.turn.latency."))
     assert parts == pytest.approx(turn["lk.turn.perceived_latency"], abs=1e-3)

@@ -431,6 +431,30 @@ def realtime_transcript(event: Any) -> tuple[str, bool, float | None]:
     )
 
 
+def realtime_silence_window(model: Any) -> float:
+    """Seconds of silence a realtime model's server-side turn detection waits before it ends
+    the user's turn (``_opts.turn_detection.silence_duration_ms`` of LiveKit's OpenAI plugin
+    and of plugins built on it); 0 when the model has no such setting (semantic detection).
+
+    LiveKit's ``InputSpeechStoppedEvent`` carries no time of its own (the server's
+    ``audio_end_ms`` stops in the plugin), so the end of speech is its arrival minus this.
+    """
+    detection = _field(getattr(model, "_opts", None), "turn_detection")
+    silence_ms = _field(detection, "silence_duration_ms")
+    if isinstance(silence_ms, (int, float)) and not isinstance(silence_ms, bool):
+        return max(0.0, float(silence_ms) / 1000.0)
+    return 0.0
+
+
+def _field(owner: Any, name: str) -> Any:
+    """``owner.name`` or ``owner[name]`` (plugins keep their options as objects or dicts)."""
+    if owner is None:
+        return None
+    if isinstance(owner, dict):
+        return owner.get(name)
+    return getattr(owner, name, None)
+
+
 def vad_speech_end(event: Any, now: float) -> float:
     """When the user's speech ended, as a VAD end-of-speech event dates it (``now`` without one)."""
     silence = getattr(event, "silence_duration", 0.0) or 0.0

@@ -4,9 +4,14 @@
 and `llm.RealtimeSession` and play the server's part the way LiveKit's OpenAI Realtime
 plugin relays it, in the same order, with no network:
 
-1. server VAD: `input_speech_started`, then `input_speech_stopped`
-   (`user_transcription_enabled=True`), then the user's audio item (`remote_item_added`,
-   on releases that have that event);
+1. server VAD: `input_speech_started`, then, once the speech ended, the model's silence
+   window (`silence_duration_ms`, kept where OpenAI's plugin keeps it:
+   `model._opts.turn_detection.silence_duration_ms`) and the server's buffering
+   (`stop_delay`) later, `input_speech_stopped` (`user_transcription_enabled=True`), then
+   the user's audio item (`remote_item_added`, on releases that have that event); each
+   utterance records the true end of speech and its `audio_end_ms` on the server's audio
+   timeline (milliseconds from the session's creation), which LiveKit's event does not
+   carry;
 2. `response.created`: `generation_created` with a message stream and a function stream
    (`user_initiated=True` and the `generate_reply()` future resolved first when it answers
    `generate_reply()`, `False` when the server started it after the user's speech);
@@ -107,7 +112,9 @@ __all__ = [
     "RealtimeUsage",
     "RealtimeUtterance",
     "ScriptedRealtimeModel",
+    "ScriptedRealtimeOptions",
     "ScriptedRealtimeSession",
+    "ServerTurnDetection",
     "realtime_capabilities",
     "realtime_session_options",
     "run_realtime_session",
@@ -391,8 +398,14 @@ class RealtimeUtterance:
     text: str
     speech_started_at: float
     """`time.time()` when `input_speech_started` was emitted (the true start of speech)."""
+    speech_ended_at: float | None = None
+    """`time.time()` when the user's speech truly ended (the script stopped speaking)."""
+    audio_end_ms: int | None = None
+    """The end of speech on the server's audio timeline (ms from the session's creation), as
+    OpenAI's `input_audio_buffer.speech_stopped` says it."""
     speech_stopped_at: float | None = None
-    """`time.time()` when `input_speech_stopped` was emitted (the true end of speech)."""
+    """`time.time()` when `input_speech_stopped` was emitted: the end of speech plus the
+    model's silence window and the server's buffering (`stop_delay`)."""
     transcript_at: float | None = None
     """`time.time()` when the final transcript was emitted."""
     speech_duration: float = 0.0
@@ -518,6 +531,21 @@ def _message_text(item: Any) -> str:
     return " ".join(c for c in content if isinstance(c, str))
 
 
+@dataclass(frozen=True)
+class ServerTurnDetection:
+    """The server's turn detection settings, shaped like OpenAI's `TurnDetection`."""
+
+    type: str = "server_vad"
+    silence_duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ScriptedRealtimeOptions:
+    """The model's options, shaped like those of OpenAI's plugin (`_opts`)."""
+
+    turn_detection: ServerTurnDetection = field(default_factory=ServerTurnDetection)
+
+
 class ScriptedRealtimeModel(llm.RealtimeModel):
     """A realtime model whose server is the script; capabilities like OpenAI Realtime's.
 
@@ -536,6 +564,8 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         connection_acquire_time: float = 0.015,
         transcription_metrics: bool | None = None,
         transcription_model: str = "gpt-4o-transcribe",
+        silence_duration_ms: int = 0,
+        stop_delay: float = 0.0,
         **capabilities: bool,
     ) -> None:
         super().__init__(capabilities=realtime_capabilities(**capabilities))
@@ -548,6 +578,12 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
             FEATURES.stt_token_usage if transcription_metrics is None else transcription_metrics
         )
         self.transcription_model = transcription_model
+        self._opts = ScriptedRealtimeOptions(
+            turn_detection=ServerTurnDetection(silence_duration_ms=silence_duration_ms)
+        )
+        """Where OpenAI's plugin keeps its options (`turn_detection.silence_duration_ms`)."""
+        self.stop_delay = stop_delay
+        """Seconds the server's `speech_stopped` comes after its silence window (buffering)."""
         self.sessions: list[ScriptedRealtimeSession] = []
         """Every session LiveKit opened, newest last."""
         self.responses: list[RealtimeResponse] = []
@@ -555,7 +591,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         self.utterances: list[RealtimeUtterance] = []
         self.truncations: list[RealtimeTruncation] = []
         self.timeline: list[RealtimeStamp] = []
-        """What happened when: `user.speech_started`, `user.speech_stopped`,
+        """What happened when: `user.speech_started`, `user.speech_ended`, `user.speech_stopped`,
         `user.transcript`, `response.created`, `response.first_audio`,
         `output.first_frame`, `response.done`, `truncate`, `connection`."""
         self.session_kwargs: list[dict[str, Any]] = []
@@ -568,6 +604,11 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
     @property
     def model(self) -> str:
         return self._model
+
+    @property
+    def silence_window(self) -> float:
+        """Seconds of silence the server waits for before it ends the user's turn."""
+        return self._opts.turn_detection.silence_duration_ms / 1000
 
     @property
     def provider(self) -> str:
@@ -621,6 +662,8 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
     def __init__(self, model: ScriptedRealtimeModel) -> None:
         super().__init__(model)
         self._scripted = model
+        self.created_at = time.time()
+        """The start of the server's audio timeline (`audio_end_ms` counts from it)."""
         self._loop = asyncio.get_running_loop()
         self._chat_ctx = llm.ChatContext.empty()
         self._tools: list[Any] = []
@@ -781,8 +824,15 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
         self.emit("input_speech_started", llm.InputSpeechStartedEvent())
         return utt
 
+    def speech_ended(self, utt: RealtimeUtterance) -> None:
+        """The user's speech truly ends now (the server says so a silence window later)."""
+        utt.speech_ended_at = self._scripted.stamp("user.speech_ended", utt.item_id)
+        utt.audio_end_ms = round((utt.speech_ended_at - self.created_at) * 1000)
+
     def speech_stopped(self, utt: RealtimeUtterance) -> None:
         """Server VAD: the user stopped; the audio item is committed to the conversation."""
+        if utt.speech_ended_at is None:
+            self.speech_ended(utt)
         utt.speech_stopped_at = self._scripted.stamp("user.speech_stopped", utt.item_id)
         utt.frames_received = self.audio_frames_received - self._frames_at_start.pop(utt.item_id, 0)
         self.emit(
@@ -1408,6 +1458,10 @@ class RealtimeConversation:
         if held is not None:
             await self._interrupt_held(held)
         await self._push_audio(utt, self.input_frames)
+        rt.speech_ended(utt)
+        wait = self.model.silence_window + self.model.stop_delay
+        if wait > 0:  # the server's silence window, then its message on the way
+            await asyncio.sleep(wait)
         rt.speech_stopped(utt)
         if not text:
             transcript = "none"

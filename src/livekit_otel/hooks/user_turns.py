@@ -60,7 +60,8 @@ def _speech_started(recorder: SessionRecorder, event: Any) -> bool:
 
 
 def _speech_stopped(recorder: SessionRecorder, event: Any) -> bool:
-    recorder.user_turns.server_committed(time.time())
+    silence = compat.realtime_silence_window(recorder.replies.component("llm"))
+    recorder.user_turns.server_committed(time.time(), silence)
     return False
 
 

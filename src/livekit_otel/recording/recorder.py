@@ -226,8 +226,10 @@ class SessionRecorder:
                 turn.facts.user_text = text
             if self.first_user_text is None:
                 self.first_user_text = text
+            added_at = now()
             created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
-            self.user_turns.user_message(text, float(created or now()))
+            created_at = float(created) if isinstance(created, (int, float)) else added_at
+            self.user_turns.user_message(text, created_at, added_at)
         elif role == "assistant" and text:
             self.replies.assistant_said(turn, text)
             self.last_agent_text = text
@@ -304,7 +306,7 @@ class SessionRecorder:
         written_at = now()
         # LiveKit-supplied times (a realtime transcript's turn start) may lie anywhere: keep
         # both ends within the session
-        end = min(max(turn.committed_at or written_at, self.started_at), written_at)
+        end = min(max(turn.end() or written_at, self.started_at), written_at)
         start = min(max(turn.started_at, self.started_at), end)
         owner = self.turns.get(turn.speech_id) if turn.speech_id else None
         if owner is None and turn.input_mode == "text":

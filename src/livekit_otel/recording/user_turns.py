@@ -25,7 +25,9 @@ class UserTurn:
 
     __slots__ = (
         "committed_at",
+        "ends_at_speech_end",
         "input_mode",
+        "owner",
         "speech_ended_at",
         "speech_id",
         "started_at",
@@ -43,6 +45,16 @@ class UserTurn:
         self.input_mode = input_mode
         self.stt: MetricsAggregate | None = None
         self.speech_id: str | None = None
+        # a realtime model's utterance ends where the speech ended, not at the commit
+        self.ends_at_speech_end = False
+        # the context of the reply that answers it (a per-turn trace's root), once known
+        self.owner: Any | None = None
+
+    def end(self) -> float | None:
+        """When the utterance's span ends: the commit, or the end of speech (realtime)."""
+        if self.ends_at_speech_end and self.speech_ended_at is not None:
+            return self.speech_ended_at
+        return self.committed_at
 
     def add_stt(self, metrics: Any) -> None:
         """Fold one STT metrics object into this utterance's."""
@@ -96,11 +108,17 @@ class UserTurns:
             # a late end of speech, after a commit that did not wait for it
             self._awaiting_eou[-1].speech_ended_at = at
 
-    def server_committed(self, at: float) -> None:
-        """A realtime model's turn detection ended the utterance: its transcript comes later."""
+    def server_committed(self, at: float, silence: float = 0.0) -> None:
+        """A realtime model's turn detection ended the utterance: its transcript comes later.
+
+        The server says so ``silence`` seconds (its silence window) after the speech ended:
+        the utterance ends there, and the turn is committed now.
+        """
         turn = self.current or self._new(at, "audio")
         self.current = None
-        turn.stopped_at = turn.speech_ended_at = turn.committed_at = at
+        turn.stopped_at = turn.speech_ended_at = max(turn.started_at, at - silence)
+        turn.committed_at = at
+        turn.ends_at_speech_end = True
         self._awaiting_transcript.append(turn)
         self.last_server_turn = turn
 
@@ -163,14 +181,15 @@ class UserTurns:
         self._awaiting_eou.append(turn)
         self._unmatched_audio_commits += 1
 
-    def user_message(self, text: str, at: float) -> None:
-        """A user message entered the chat: a committed utterance's, or a typed one."""
+    def user_message(self, text: str, created_at: float, added_at: float) -> None:
+        """A user message entered the chat: a committed utterance's, or a typed one (which
+        lasts from the message's creation to its entering the chat)."""
         if self._unmatched_audio_commits > 0:
             self._unmatched_audio_commits -= 1
             return
-        turn = UserTurn(at, "text")
+        turn = UserTurn(min(created_at, added_at), "text")
         turn.transcript = text
-        turn.committed_at = at
+        turn.committed_at = added_at
         self._end(turn, None)
 
     def stt_metrics(self, metrics: Any) -> None:
