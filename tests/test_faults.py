@@ -42,7 +42,7 @@ from livekit_otel.recording import registry as lifecycle
 from livekit_otel.recording.recorder import SessionRecorder
 from livekit_otel.recording.replies import Replies
 from livekit_otel.recording.user_turns import UserTurns
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.tracing import SpanLifecycle
 
 EXPORT_TIMEOUT_S = 3.0
@@ -230,7 +230,7 @@ def exporting_to(
     """``setup_otlp`` to ``backend``; shut down (without waiting on the fault) afterwards."""
     uninstrument()
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(bootstrap, "_installed", None)
+        monkeypatch.setattr(setup_state, "_installed", None)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", schedule_delay_ms)
         provider = setup_otlp(backend.endpoint, headers={}, timeout=EXPORT_TIMEOUT_S, metrics=False)
     lifecycle = SpanLifecycle()
@@ -365,8 +365,8 @@ def metrics_exporting_to(backend: FaultyBackend, interval_ms: str) -> Iterator[M
     uninstrument()
     spans = OtlpReceiver().start()
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(bootstrap, "_installed", None)
-        monkeypatch.setattr(bootstrap, "_served", None)
+        monkeypatch.setattr(setup_state, "_installed", None)
+        monkeypatch.setattr(setup_state, "_served", None)
         monkeypatch.setattr(lifecycle, "_every_job", {})
         monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", spans.url)

@@ -51,7 +51,7 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_langfuse, update_session
 from livekit_otel.mapping.conventions import provider_name
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.langfuse_mapper import (
     LANGFUSE_OTEL_PATH,
     LangfuseObservation,
@@ -341,7 +341,7 @@ def langfuse_setup(otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch)
     for name in list(os.environ):
         if name.startswith(("OTEL_", "LANGFUSE_", "LIVEKIT_OTEL_")):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(bootstrap, "_installed", None)
+    monkeypatch.setattr(setup_state, "_installed", None)
     otlp_receiver.require_header("authorization", AUTHORIZATION)
     _uninstrument()
     providers: list[TracerProvider] = []
@@ -393,7 +393,7 @@ def langfuse(otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> It
     for name in list(os.environ):
         if name.startswith(("OTEL_", "LANGFUSE_", "LIVEKIT_OTEL_")):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(bootstrap, "_installed", None)
+    monkeypatch.setattr(setup_state, "_installed", None)
     otlp_receiver.require_header("authorization", AUTHORIZATION)
     _uninstrument()
     backend = Langfuse(otlp_receiver)

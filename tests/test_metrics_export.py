@@ -37,7 +37,7 @@ from livekit_otel import (
 )
 from livekit_otel.mapping.instruments import OPERATION_DURATION_BUCKETS, VOICE_LATENCY_BUCKETS
 from livekit_otel.recording import registry as lifecycle
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.tracing import SpanTree, attributes
 
 TURNS = [
@@ -90,8 +90,8 @@ def exported() -> Iterator[ExportedCall]:
         for name in ("OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
-        monkeypatch.setattr(bootstrap, "_installed", None)
-        monkeypatch.setattr(bootstrap, "_served", None)
+        monkeypatch.setattr(setup_state, "_installed", None)
+        monkeypatch.setattr(setup_state, "_served", None)
         monkeypatch.setattr(lifecycle, "_every_job", {})
         provider = setup_otlp(
             receiver.url,
@@ -265,23 +265,23 @@ def test_setup_prometheus_serves_a_scripted_calls_metrics_as_the_spans_say(
 ) -> None:
     pytest.importorskip("opentelemetry.exporter.prometheus")
     uninstrument()
-    monkeypatch.setattr(bootstrap, "_installed", None)
-    monkeypatch.setattr(bootstrap, "_served", None)
+    monkeypatch.setattr(setup_state, "_installed", None)
+    monkeypatch.setattr(setup_state, "_served", None)
     spans = InMemorySpanExporter()
     traces = TracerProvider()
     traces.add_span_processor(SimpleSpanProcessor(spans))
     try:
         setup_prometheus(port=0)  # instruments livekit-agents, spans to the global provider
         set_tracer_provider(traces)  # keeps the Prometheus meter provider
-        assert bootstrap._served is not None
-        port = bootstrap._served.port
+        assert setup_state._served is not None
+        port = setup_state._served.port
         asyncio.run(run_scripted_session(TURNS, mode="audio"))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     finally:
         uninstrument()
-        if bootstrap._served is not None:
-            bootstrap._served.close()
+        if setup_state._served is not None:
+            setup_state._served.close()
         traces.shutdown()
     tree = SpanTree(spans.get_finished_spans())
     turns = [attributes(s) for s in tree.named("agent_turn")]

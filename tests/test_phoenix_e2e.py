@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import format_trace_id
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_otlp
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.phoenix import PhoenixServer
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +103,7 @@ def phoenix_trace(phoenix: PhoenixServer) -> PhoenixTrace:
         for name in list(os.environ):
             if name.startswith(("OTEL_", "LIVEKIT_OTEL_")):
                 patch.delenv(name)
-        patch.setattr(bootstrap, "_installed", None)
+        patch.setattr(setup_state, "_installed", None)
         _uninstrument()
         provider = setup_otlp(
             phoenix.otlp_traces_endpoint,

@@ -50,7 +50,7 @@ from livekit_otel_dev.scripted import TimedReply, ToolCall, UserTurn, run_script
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_prometheus
 from livekit_otel.mapping.instruments import VOICE_LATENCY_BUCKETS
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.prometheus import PrometheusServer, Sample, prometheus_fixture
 from support.tracing import SpanTree, attributes, instrumented
 
@@ -120,12 +120,12 @@ def calls(prometheus: Any) -> Iterator[Calls]:
         pytest.MonkeyPatch.context() as monkeypatch,
         instrumented(environment="e2e") as tracing,
     ):
-        monkeypatch.setattr(bootstrap, "_installed", None)
-        monkeypatch.setattr(bootstrap, "_served", None)
+        monkeypatch.setattr(setup_state, "_installed", None)
+        monkeypatch.setattr(setup_state, "_served", None)
         try:
             setup_prometheus(port=0)  # the instrumentation in force now records to it
-            assert bootstrap._served is not None
-            server: PrometheusServer = prometheus(f"127.0.0.1:{bootstrap._served.port}")
+            assert setup_state._served is not None
+            server: PrometheusServer = prometheus(f"127.0.0.1:{setup_state._served.port}")
             server.wait_until_scraped()  # before any call: nothing recorded is missed
 
             asyncio.run(run_scripted_session(SCRIPT, mode="audio"))
@@ -139,8 +139,8 @@ def calls(prometheus: Any) -> Iterator[Calls]:
             server.wait_until_scraped(scrapes=2)  # two samples after it for rate()
             yield Calls(server, first, second, between)
         finally:
-            if bootstrap._served is not None:
-                bootstrap._served.close()
+            if setup_state._served is not None:
+                setup_state._served.close()
 
 
 # -- what the spans say ------------------------------------------------------------------------

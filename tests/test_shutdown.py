@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, installed_meter_provider, setup_otlp
 from livekit_otel.recording import registry as lifecycle
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.tracing import SpanLifecycle
 
 SHUTDOWN_TIMEOUT_S = 1.0
@@ -92,8 +92,8 @@ def exporting(otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> I
 
 def fresh_setup_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """No provider set up before; spans and metrics sent only by a flush."""
-    monkeypatch.setattr(bootstrap, "_installed", None)
-    monkeypatch.setattr(bootstrap, "_served", None)
+    monkeypatch.setattr(setup_state, "_installed", None)
+    monkeypatch.setattr(setup_state, "_served", None)
     monkeypatch.setattr(lifecycle, "_every_job", {})
     monkeypatch.delenv("OTEL_METRICS_EXPORTER", raising=False)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")

@@ -64,7 +64,10 @@ from .instrumentor import (
 )
 from .mapping.redaction import redact_pii
 from .recording.updates import update_session
-from .setup.bootstrap import installed_meter_provider, setup_langfuse, setup_otlp, setup_prometheus
+from .setup.installed import installed_meter_provider
+from .setup.langfuse import setup_langfuse
+from .setup.otlp import setup_otlp
+from .setup.prometheus import setup_prometheus
 from .terminal import attach_console
 from .version import __version__
 

@@ -1,6 +1,6 @@
 """What outlives one session: the registry of open sessions and the job-shutdown flush.
 
-Both the bootstrap and the instrumentor use this module; it imports neither. LiveKit
+Both the setup functions and the instrumentor use this module; it imports neither. LiveKit
 ends job processes with ``os._exit``, so ``atexit`` hooks never run there: a provider
 (tracer or meter provider) is flushed, within a bound, from the job's shutdown callbacks
 instead. A provider built outside any job (at import, as the README recommends) is

@@ -8,6 +8,7 @@ and compresses with gzip.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -20,6 +21,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
+    MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
 )
@@ -100,9 +102,33 @@ def build_meter_provider(
             compression=Compression.Gzip,
         )
     _drop_env_headers(exporter, target.headers, (OTLP_METRICS_HEADERS, OTLP_HEADERS))
-    return MeterProvider(
-        metric_readers=[PeriodicExportingMetricReader(exporter)], resource=resource
-    )
+    return meter_provider_without_exemplars([PeriodicExportingMetricReader(exporter)], resource)
+
+
+def meter_provider_without_exemplars(
+    readers: Sequence[MetricReader], resource: Resource | None = None, **options: Any
+) -> MeterProvider:
+    """A meter provider over ``readers`` that samples no exemplars.
+
+    livekit-otel's metrics carry no exemplars a backend would use, and the SDK's default
+    filter (trace-based) costs a look at the current span on every record. SDK releases
+    without exemplar support (no ``exemplar_filter`` parameter) get a plain provider. A
+    meter provider the user builds keeps its own settings: only setup builds through here.
+    """
+    exemplars_off = _always_off_exemplar_filter()
+    if exemplars_off is not None:
+        options["exemplar_filter"] = exemplars_off
+    return MeterProvider(metric_readers=readers, resource=resource, **options)
+
+
+def _always_off_exemplar_filter() -> Any | None:
+    """The SDK's ``AlwaysOffExemplarFilter()``, or ``None`` where the release has none."""
+    if "exemplar_filter" not in inspect.signature(MeterProvider).parameters:
+        return None
+    import opentelemetry.sdk.metrics as sdk_metrics
+
+    filter_class = getattr(sdk_metrics, "AlwaysOffExemplarFilter", None)
+    return filter_class() if filter_class is not None else None
 
 
 class _MetricExporter(OTLPMetricExporter):

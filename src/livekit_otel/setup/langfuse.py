@@ -1,0 +1,57 @@
+"""``setup_langfuse``: livekit-otel's spans to Langfuse's OTLP endpoint, with Basic auth."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from livekit_otel.recording.registry import DEFAULT_SHUTDOWN_TIMEOUT
+from livekit_otel.setup.endpoints import resolve_langfuse_target
+from livekit_otel.setup.installed import install, never_failing_a_job
+from livekit_otel.setup.settings import setup_options
+
+
+def setup_langfuse(
+    host: str | None = None,
+    public_key: str | None = None,
+    secret_key: str | None = None,
+    *,
+    service_name: str | None = None,
+    resource_attributes: Mapping[str, AttributeValue] | None = None,
+    set_global: bool = False,
+    timeout: float | None = None,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    instrument_options: Mapping[str, Any] | None = None,
+) -> TracerProvider:
+    """Send livekit-otel's spans to Langfuse and return the provider.
+
+    Each argument defaults to its environment variable: ``LANGFUSE_PUBLIC_KEY``,
+    ``LANGFUSE_SECRET_KEY``, ``LANGFUSE_BASE_URL`` or ``LANGFUSE_HOST`` (the host falls
+    back to ``https://cloud.langfuse.com``). Spans are posted to
+    ``{host}/api/public/otel/v1/traces`` with Basic auth; ``OTEL_EXPORTER_OTLP_*``
+    variables are neither read for the endpoint or headers nor written. No metrics are
+    sent (Langfuse takes none); ``setup_prometheus`` serves them alongside.
+
+    Takes the same options as ``setup_otlp`` (but ``metrics``). Raises ``ValueError``
+    naming every missing key, for a host without ``http://``/``https://`` and for swapped
+    keys; inside a running LiveKit job it logs one ERROR instead and returns
+    ``disabled_provider()``, as ``setup_otlp`` does.
+    """
+
+    def build() -> TracerProvider:
+        options = setup_options(
+            service_name,
+            resource_attributes,
+            set_global,
+            timeout,
+            shutdown_timeout,
+            instrument_options,
+        )
+        target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
+        return install(target, options, None)
+
+    return never_failing_a_job("setup_langfuse", build)

@@ -1,0 +1,123 @@
+"""The options every setup function shares, the resource they describe, and digests of both.
+
+A digest (``fingerprint``) tells a repeated setup call with the same settings from one with
+other settings; it holds no secret in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.util.types import AttributeValue
+
+from livekit_otel.setup.endpoints import ExportTarget
+
+DEFAULT_SERVICE_NAME = "livekit-agent"
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """The options the setup functions share."""
+
+    service_name: str | None
+    resource_attributes: Mapping[str, AttributeValue] | None
+    set_global: bool
+    timeout: float | None
+    shutdown_timeout: float
+    instrument_options: Mapping[str, Any] | None
+
+
+def setup_options(
+    service_name: str | None,
+    resource_attributes: Mapping[str, AttributeValue] | None,
+    set_global: bool,
+    timeout: float | None,
+    shutdown_timeout: float,
+    instrument_options: Mapping[str, Any] | None,
+) -> SetupOptions:
+    """Check the shared options and bundle them."""
+    if timeout is not None and not _positive_seconds(timeout):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if not _positive_seconds(shutdown_timeout):
+        raise ValueError(
+            f"shutdown_timeout must be a positive number of seconds, not {shutdown_timeout!r}"
+        )
+    return SetupOptions(
+        service_name=service_name,
+        resource_attributes=resource_attributes,
+        set_global=set_global,
+        timeout=timeout,
+        shutdown_timeout=shutdown_timeout,
+        instrument_options=instrument_options,
+    )
+
+
+def _positive_seconds(value: object) -> bool:
+    """True for a finite number of seconds above zero (``True``/``False`` are not numbers)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def build_resource(
+    service_name: str | None, resource_attributes: Mapping[str, AttributeValue] | None
+) -> Resource:
+    """The resource: arguments over ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``.
+
+    When nothing names the service, ``service.name`` is ``"livekit-agent"`` instead of
+    the SDK's ``unknown_service``.
+    """
+    attributes: dict[str, AttributeValue] = dict(resource_attributes or {})
+    if service_name:
+        attributes[SERVICE_NAME] = service_name
+    resource = Resource.create(attributes)
+    detected = str(resource.attributes.get(SERVICE_NAME, ""))
+    if SERVICE_NAME not in attributes and detected.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+def fingerprint(
+    target: ExportTarget,
+    resource: Resource,
+    options: SetupOptions,
+    metrics_target: ExportTarget | None,
+) -> str:
+    """A digest of everything that shapes the providers; holds no secret in clear."""
+    metrics_settings = None
+    if metrics_target is not None:
+        metrics_settings = (metrics_target.url, sorted(metrics_target.headers.items()))
+    return digest(
+        (
+            target.url,
+            sorted(target.headers.items()),
+            attributes_digest(resource),
+            options.set_global,
+            options.timeout,
+            options_digest(options.instrument_options),
+            metrics_settings,
+        )
+    )
+
+
+def digest(settings: object) -> str:
+    """A SHA-256 digest of ``settings``' repr."""
+    return hashlib.sha256(repr(settings).encode()).hexdigest()
+
+
+def attributes_digest(resource: Resource) -> list[tuple[str, str]]:
+    """The resource's attributes in a stable order, for a digest."""
+    return sorted((key, repr(value)) for key, value in resource.attributes.items())
+
+
+def options_digest(options: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``instrument_options`` in a stable order, for a digest."""
+    return sorted((key, repr(value)) for key, value in (options or {}).items())
