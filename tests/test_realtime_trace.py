@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pytest
 from livekit_otel_dev.realtime import (
+    FRAME_SECONDS,
     RealtimeReply,
     RealtimeRun,
     RealtimeTurn,
@@ -130,12 +131,21 @@ def test_a_priced_realtime_model_gets_a_cost_from_its_audio_and_text_tokens(call
 def test_completion_start_comes_from_the_first_audio_token(call: Call) -> None:
     for response_id in call.run.response_ids:
         metrics = call.metrics(response_id)
-        values = attributes(call.response(response_id))
         if metrics.ttft < 0:
-            assert "langfuse.observation.completion_start_time" not in values
             continue
+        values = attributes(call.response(response_id))
         start = datetime.fromisoformat(values["langfuse.observation.completion_start_time"])
         assert start.timestamp() == pytest.approx(metrics.timestamp + metrics.ttft, abs=1e-3)
+
+
+def test_a_response_that_only_calls_a_tool_starts_completing_at_its_first_call(
+    call: Call,
+) -> None:
+    (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
+    assert call.metrics(asked.response_id).ttft < 0  # LiveKit reports no first token
+    values = attributes(call.response(asked.response_id))
+    start = datetime.fromisoformat(values["langfuse.observation.completion_start_time"])
+    assert start.timestamp() == pytest.approx(asked.first_call_at, abs=0.05)
 
 
 def test_the_spoken_response_outputs_its_transcript(call: Call) -> None:
@@ -151,10 +161,67 @@ def test_the_tool_call_response_outputs_its_tool_call(call: Call) -> None:
     assert [c["function"]["name"] for c in output["tool_calls"]] == [WEATHER.name]
 
 
-def test_a_response_answering_speech_has_the_late_transcript_as_input(call: Call) -> None:
+def test_a_response_answering_speech_has_the_late_transcript_as_its_last_input(
+    call: Call,
+) -> None:
     (asked,) = [r for r in call.run.responses if r.reply.tool_calls]
     asked_for = json.loads(input_of(call.response(asked.response_id)))
-    assert asked_for == [{"role": "user", "content": SCRIPT[0].text}]
+    assert asked_for[-1] == {"role": "user", "content": SCRIPT[0].text}
+
+
+def test_a_realtime_prompt_opens_with_the_agents_instructions(call: Call) -> None:
+    for response_id in call.run.response_ids:
+        prompt = json.loads(input_of(call.response(response_id)))
+        assert prompt[0] == {
+            "role": "system",
+            "content": call.run.session.current_agent.instructions,
+        }
+
+
+def test_the_greeting_has_the_instructions_as_its_prompt(call: Call) -> None:
+    (greeting,) = [r for r in call.run.responses if r.reply.text == GREETING]
+    prompt = json.loads(input_of(call.response(greeting.response_id)))
+    assert [message["role"] for message in prompt] == ["system"]
+
+
+def test_the_answer_after_a_tool_has_the_tool_result_in_its_prompt(call: Call) -> None:
+    (answer,) = [r for r in call.run.responses if r.reply.text == ANSWER]
+    prompt = json.loads(input_of(call.response(answer.response_id)))
+    (output,) = [item for item in call.run.history if item["type"] == "function_call_output"]
+    tool_messages = [m for m in prompt if m["role"] == "tool"]
+    assert tool_messages == [
+        {
+            "role": "tool",
+            "tool_call_id": output["call_id"],
+            "name": output["name"],
+            "content": output["output"],
+        }
+    ]
+
+
+def test_each_realtime_response_lists_the_tools_it_was_offered(call: Call) -> None:
+    offered = sorted(call.run.session.current_agent.tools, key=id)
+    names = sorted(getattr(tool, "name", None) or tool.info.name for tool in offered)
+    for response_id in call.run.response_ids:
+        definitions = json.loads(attributes(call.response(response_id))["gen_ai.tool.definitions"])
+        assert sorted(d["name"] for d in definitions) == names
+
+
+def test_an_interrupted_response_outputs_only_what_was_heard(call: Call) -> None:
+    (story,) = [r for r in call.run.responses if r.cancelled]
+    (cut,) = [t for t in call.run.truncations if t.response_id == story.response_id]
+    share = (cut.audio_end_ms / 1000) / (story.frames_sent * FRAME_SECONDS)
+    heard = json.loads(output_of(call.response(story.response_id)))["content"]
+    assert 0 < share < 1
+    assert STORY.startswith(heard)
+    assert len(heard) == pytest.approx(len(STORY.strip()) * share, abs=12)
+
+
+def test_an_interrupted_realtime_turn_says_only_what_was_heard(call: Call) -> None:
+    (story,) = [r for r in call.run.responses if r.cancelled]
+    turn = call.tree.parent_of(call.response(story.response_id))
+    heard = json.loads(output_of(call.response(story.response_id)))["content"]
+    assert output_of(turn) == heard
 
 
 def test_an_interrupted_response_is_a_warning(call: Call) -> None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -549,6 +549,42 @@ def chat_items(chat_ctx: Any) -> list[Any] | None:
     """The items of a ``ChatContext``."""
     items = getattr(chat_ctx, "items", None)
     return items if isinstance(items, list) else None
+
+
+def transcript_paced(session: Any) -> bool:
+    """Whether the session's transcription output is paced with the audio (a room's
+    ``_SyncedTextOutput``): then LiveKit's message of an interrupted reply is what was heard."""
+    output = getattr(getattr(session, "output", None), "transcription", None)
+    for _ in range(8):  # outputs chain through next_in_chain
+        if output is None:
+            return False
+        if type(output).__name__ == "_SyncedTextOutput":
+            return True
+        output = getattr(output, "next_in_chain", None)
+    return False
+
+
+class RealtimePrompt(NamedTuple):
+    """What a realtime model had before it when a response started."""
+
+    instructions: tuple[str, ...]
+    items: list[Any] | None
+    tools: list[Any]
+
+
+def realtime_prompt(activity: Any, reply_instructions: Any = None) -> RealtimePrompt:
+    """The agent's instructions (and a reply's own), its chat items and the realtime
+    session's function tools, as an ``AgentActivity`` holds them."""
+    agent = getattr(activity, "_agent", None)
+    instructions = tuple(
+        str(text) for text in (getattr(agent, "instructions", None), reply_instructions) if text
+    )
+    session = getattr(activity, "_rt_session", None)
+    return RealtimePrompt(
+        instructions=instructions,
+        items=chat_items(getattr(agent, "chat_ctx", None)),
+        tools=function_tools(getattr(session, "tools", None)),
+    )
 
 
 def function_tools(tool_ctx: Any) -> list[Any]:

@@ -445,6 +445,8 @@ class RealtimeResponse:
     """The model sent its first audio frame."""
     first_text_at: float | None = None
     """The model sent its first transcript text."""
+    first_call_at: float | None = None
+    """The model sent its first function call."""
     first_frame_handed_at: float | None = None
     """The first of its frames reached the session's audio output (`capture_frame`)."""
     done_at: float | None = None
@@ -593,7 +595,8 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         self.timeline: list[RealtimeStamp] = []
         """What happened when: `user.speech_started`, `user.speech_ended`, `user.speech_stopped`,
         `user.transcript`, `response.created`, `response.first_audio`,
-        `output.first_frame`, `response.done`, `truncate`, `connection`."""
+        `output.first_frame`, `response.function_call`, `response.done`, `truncate`,
+        `connection`."""
         self.session_kwargs: list[dict[str, Any]] = []
         """The keywords LiveKit passed to each `session()` call."""
         self._ids = itertools.count(1)
@@ -1001,6 +1004,8 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
                 )
                 self._add_remote_item(fnc)
                 rec.call_ids.append(call_id)
+                if rec.first_call_at is None:
+                    rec.first_call_at = model.stamp("response.function_call", rec.response_id)
                 function_ch.send_nowait(fnc)
             await rec._pause(reply.done_delay)
             if rec._stop_reason == "interrupt":  # response.cancel's round trip

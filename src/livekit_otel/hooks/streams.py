@@ -53,7 +53,8 @@ def audio_forwarding(state: State) -> Wrapper:
                     timeline.frame_handed_over(at)
                     playback.segment_started(output, timeline)
 
-                kwargs = {**kwargs, "tts_output": on_first(frames, handed_over)}
+                forwarded = on_first(frames, handed_over, timeline.frame_forwarded)
+                kwargs = {**kwargs, "tts_output": forwarded}
         except Exception:
             state.report("perform_audio_forwarding")
         return wrapped(*args, **kwargs)
@@ -79,8 +80,13 @@ def tts_request(state: State) -> Wrapper:
     return wrapper
 
 
-async def on_first(items: AsyncIterable[Any], note: Callable[[float], None]) -> AsyncIterator[Any]:
-    """Pass items through unchanged, calling ``note(time)`` as the first one goes by."""
+async def on_first(
+    items: AsyncIterable[Any],
+    note: Callable[[float], None],
+    each: Callable[[Any], None] | None = None,
+) -> AsyncIterator[Any]:
+    """Pass items through unchanged, calling ``note(time)`` as the first one goes by (and
+    ``each(item)`` for every one)."""
     iterator = items.__aiter__()
     try:
         first = True
@@ -88,6 +94,8 @@ async def on_first(items: AsyncIterable[Any], note: Callable[[float], None]) -> 
             if first:
                 first = False
                 note(time.time())
+            if each is not None:
+                each(item)
             yield item
     finally:
         close = getattr(iterator, "aclose", None)

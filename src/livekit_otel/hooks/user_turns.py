@@ -27,7 +27,8 @@ def realtime_generation(state: State) -> Wrapper:
                 )
                 user = None if user_initiated else recorder.user_turns.take_server_turn()
                 speech = kwargs.get("speech_handle")
-                response = recorder.replies.realtime_started(speech, response_id, user)
+                prompt = compat.realtime_prompt(instance, kwargs.get("instructions"))
+                response = recorder.replies.realtime_started(speech, response_id, user, prompt)
             except Exception:
                 state.report(hook)
         try:

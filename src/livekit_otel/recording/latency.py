@@ -26,6 +26,7 @@ class Timeline:
         "first_audio_at",
         "first_frame_at",
         "first_text_at",
+        "forwarded",
         "hook_ended_at",
         "played",
         "segments",
@@ -43,6 +44,7 @@ class Timeline:
         self.tools: list[tuple[float, float]] = []
         self.played = 0.0
         self.segments = 0
+        self.forwarded = 0.0  # seconds of this reply's audio handed to the audio output
 
     def user_turn(self, speech_ended_at: float | None, committed_at: float | None) -> None:
         """The user turn this reply answers: when the speech ended and the turn was committed."""
@@ -63,6 +65,12 @@ class Timeline:
         """A frame of this reply was handed to the session's audio output."""
         if self.first_frame_at is None:
             self.first_frame_at = at
+
+    def frame_forwarded(self, frame: Any) -> None:
+        """A frame of this reply's audio was handed to the session's audio output."""
+        duration = getattr(frame, "duration", None)
+        if isinstance(duration, (int, float)):
+            self.forwarded += duration
 
     def latency(self) -> Latency | None:
         """The perceived latency and its parts, or ``None`` when the reply answered no

@@ -5,6 +5,12 @@ model's response id. Its usage and timing come in ``RealtimeModelMetrics`` whose
 ``request_id`` is that response id, usually after the reply has finished playing, so
 the span is ended when they come (or when the reply's wait for them runs out), with
 its end time kept within its ``agent_turn``.
+
+Like an ``llm_node``, it shows the prompt the model had when the response started (the
+agent's instructions and the most recent chat items, tool results included, plus the
+transcript of the utterance it answers when that came late) and the tools it was offered;
+its output is what the caller heard of it: the transcript cut in proportion to the audio
+played when the reply was interrupted.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from .. import compat
+from ..config import Options
 from ..mapping import attributes as attr
-from ..mapping.facts import RealtimeResponseFacts, RealtimeUsage
+from ..mapping import content
+from ..mapping.facts import LlmRequest, RealtimeResponseFacts, RealtimeUsage
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
 from .spans import SessionSpans, now, ns, seconds
@@ -28,15 +36,20 @@ class Response:
     """One response of a realtime model, open until its metrics come."""
 
     __slots__ = (
+        "audio_before",
         "ended",
+        "first_call_at",
         "metrics",
         "model",
         "output_text",
+        "paced",
+        "prompt_items",
         "response_id",
         "returned_at",
         "span",
         "started_at",
         "tool_calls",
+        "tool_definitions",
         "turn",
         "user",
     )
@@ -53,6 +66,12 @@ class Response:
         self.tool_calls: list[Any] = []
         self.user: Any | None = None  # the user turn it answers, when a realtime VAD ended one
         self.ended = False
+        self.first_call_at: float | None = None  # when its first function call came
+        self.prompt_items: list[Any] | None = None  # what the model had, when captured
+        self.tool_definitions: str | None = None
+        self.paced = False  # LiveKit's message is already what was heard (a paced transcript)
+        # seconds of the reply's audio handed to the output before this response started
+        self.audio_before: float = turn.timeline.forwarded
 
     def window(self, limit: float | None) -> tuple[int, int]:
         """The span's start and end (ns): the model's own duration when known, within ``limit``."""
@@ -71,6 +90,45 @@ class Response:
         timestamp = seconds(getattr(self.metrics, "timestamp", None))
         ttft = seconds(getattr(self.metrics, "ttft", None))
         return timestamp + ttft if timestamp is not None and ttft is not None else None
+
+    def completion_started_at(self) -> float | None:
+        """When the response's output began: its first token, else (a response that only
+        calls tools) its first function call, else its first event; none without output."""
+        first = self.first_token_at()
+        if first is not None:
+            return first
+        if not self.tool_calls and not self.output_text:
+            return None
+        if self.first_call_at is not None:
+            return self.first_call_at
+        return seconds(getattr(self.metrics, "timestamp", None)) or self.started_at
+
+    def heard_text(self) -> str | None:
+        """The transcript, cut to what was played when the reply stopped early."""
+        said = " ".join(self.output_text) if self.output_text else None
+        timeline = self.turn.timeline
+        audio = timeline.forwarded - self.audio_before
+        heard = max(0.0, timeline.played - self.audio_before)
+        if said is None or self.paced or audio <= 0 or heard >= audio or not self.interrupted():
+            return said
+        return content.spoken_part(said, heard / audio)
+
+    def interrupted(self) -> bool:
+        """Whether the response was cancelled or its reply interrupted."""
+        return bool(getattr(self.metrics, "cancelled", False)) or compat.speech_interrupted(
+            self.turn.handle
+        )
+
+
+class _Said:
+    """A message the chat context does not hold: instructions, a transcript that came late."""
+
+    __slots__ = ("role", "text_content")
+    type = "message"
+
+    def __init__(self, role: str, text: str) -> None:
+        self.role = role
+        self.text_content = text
 
 
 def realtime_usage(metrics: Any) -> RealtimeUsage | None:
@@ -122,15 +180,28 @@ class RealtimeResponses:
         spans: SessionSpans,
         instruments: Instruments,
         component: Callable[[str], Any],
+        prompt: content.PromptWindow,
+        options: Options,
     ) -> None:
         self.spans = spans
         self.conventions = spans.conventions
         self.instruments = instruments
         self._component = component
+        self._prompt = prompt
+        self._options = options
+        self._instructions: dict[str, _Said] = {}
         self._open: dict[str, Response] = {}
         self._waiting: dict[int, tuple[Any, TurnWriter]] = {}
 
-    def started(self, turn: Any, response_id: str, user: Any | None) -> Response:
+    def started(
+        self,
+        turn: Any,
+        response_id: str,
+        user: Any | None,
+        prompt: compat.RealtimePrompt | None = None,
+        tool_definitions: str | None = None,
+        paced: bool = False,
+    ) -> Response:
         """LiveKit started playing out a response of the model: open its span under ``turn``."""
         model, provider = compat.model_and_provider(self._component("llm"))
         values = self.conventions.realtime_start(model, provider, response_id)
@@ -138,10 +209,50 @@ class RealtimeResponses:
         response = Response(span, turn, response_id)
         response.model = (model, provider)
         response.user = user
+        response.tool_definitions = tool_definitions
+        response.paced = paced
+        if prompt is not None and prompt.items is not None:
+            said = [self._instruction(text) for text in prompt.instructions]
+            response.prompt_items = [*said, *prompt.items]
         turn.responses.append(response)
         if response_id:
             self._open[response_id] = response
         return response
+
+    def _instruction(self, text: str) -> _Said:
+        # one object per text, so the prompt window serializes it once
+        said = self._instructions.get(text)
+        if said is None:
+            if len(self._instructions) > 8:
+                self._instructions.clear()
+            said = self._instructions[text] = _Said("system", text)
+        return said
+
+    def function_called(self, response: Response) -> None:
+        """A function call of the response came (its tool starts now)."""
+        if response.first_call_at is None:
+            response.first_call_at = now()
+
+    def _prompt_values(self, response: Response) -> dict[str, Any]:
+        """The prompt and tools of a response, written as on ``llm_node``."""
+        items = response.prompt_items
+        rendered: tuple[str, int] | None = None
+        if items is not None:
+            # the model's own message of this response may already be in the chat: not input
+            created = seconds(getattr(response.metrics, "timestamp", None))
+            since = min(created, response.started_at) if created else response.started_at
+            items = [item for item in items if not _said_since(item, since)]
+            transcript = getattr(response.user, "transcript", None)
+            if transcript and not _holds(items, transcript):
+                items = [*items, _Said("user", transcript)]  # its transcript came late
+            if self.conventions.captures_content():
+                window = self._options.prompt_window
+                rendered = self._prompt.render(items, window, self._options)
+        if rendered is None and response.tool_definitions is None:
+            return {}
+        model, provider = response.model
+        request = LlmRequest(model, provider, items, response.tool_definitions, {})
+        return self.conventions.llm_start(request, rendered, len(items) if items else None)
 
     def returned(self, response: Response) -> None:
         """LiveKit's task for the response returned: played out, its message and tools known."""
@@ -209,15 +320,17 @@ class RealtimeResponses:
         facts = RealtimeResponseFacts(
             response_id=response.response_id,
             usage=usage,
-            completion_start_time=response.first_token_at(),
+            completion_start_time=response.completion_started_at(),
             cancelled=bool(getattr(metrics, "cancelled", False)),
             user_text=(getattr(user, "transcript", None) or response.turn.facts.user_text),
-            output_text=" ".join(response.output_text) if response.output_text else None,
+            output_text=response.heard_text(),
             tool_calls=response.tool_calls,
         )
         values = self.conventions.realtime_end(
             facts, aggregate(metrics).attributes() if metrics is not None else {}
         )
+        # the prompt as on llm_node, in place of the user's words alone
+        values.update(self._prompt_values(response))
         response.span.set_attributes(values)
         limit = response.turn.done_at if response.turn.ended else None
         start, end = response.window(limit)
@@ -232,3 +345,22 @@ class RealtimeResponses:
             output_tokens=usage.output_tokens if usage else None,
             agent_name=response.turn.facts.agent_name,
         )
+
+
+def _holds(items: list[Any], transcript: str) -> bool:
+    """Whether the chat items already hold a user message with this transcript."""
+    wanted = transcript.strip()
+    return any(
+        getattr(item, "role", None) == "user" and content.message_text(item).strip() == wanted
+        for item in reversed(items[-8:])
+    )
+
+
+def _said_since(item: Any, moment: float) -> bool:
+    """Whether an item is an assistant message created at or after ``moment``."""
+    created = getattr(item, "created_at", None)
+    return (
+        getattr(item, "role", None) == "assistant"
+        and isinstance(created, (int, float))
+        and created >= moment
+    )

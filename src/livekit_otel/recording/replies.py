@@ -127,7 +127,7 @@ class Replies:
         self.prompt = content.PromptWindow()
         self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
         self.playback = Playback()
-        self.realtime = RealtimeResponses(spans, instruments, self.component)
+        self.realtime = RealtimeResponses(spans, instruments, self.component, self.prompt, options)
 
     def component(self, name: str) -> Any | None:
         """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
@@ -263,6 +263,11 @@ class Replies:
         texts, durations = turn.synthesized
         sent = "".join("".join(pieces) for pieces in texts)
         audio = sum(durations)
+        if not texts and said and turn.responses:  # a realtime model's reply: its own audio
+            if any(response.paced for response in turn.responses):
+                return said
+            audio = turn.timeline.forwarded
+            return said if audio <= played else content.spoken_part(said, played / audio)
         if not sent or audio <= played or (said is not None and len(said) < len(sent.strip())):
             return said
         return content.spoken_part(sent, played / audio)
@@ -277,7 +282,13 @@ class Replies:
         if response is not None:
             response.output_text.append(text)
 
-    def realtime_started(self, speech: Any, response_id: str, user: Any | None) -> Response | None:
+    def realtime_started(
+        self,
+        speech: Any,
+        response_id: str,
+        user: Any | None,
+        prompt: compat.RealtimePrompt | None = None,
+    ) -> Response | None:
         """LiveKit runs a realtime model's response for a reply: open its span."""
         turn = self.turn_for(speech)
         if turn is None:
@@ -286,7 +297,9 @@ class Replies:
             turn.timeline.user_turn(user.speech_ended_at, user.committed_at)
         if user is None and turn.responses:  # a follow-up answers what the first one did
             user = turn.responses[0].user
-        return self.realtime.started(turn, response_id, user)
+        tools = self.tool_definitions(prompt.tools) if prompt is not None and prompt.tools else None
+        paced = compat.transcript_paced(self._session())
+        return self.realtime.started(turn, response_id, user, prompt, tools, paced)
 
     # -- nodes: LLM, tools, TTS ---------------------------------------------------------------
     def _start_node(self, name: str, speech: Any | None, values: Attributes) -> Node:
@@ -381,6 +394,7 @@ class Replies:
         response = self.realtime.latest(node.turn)
         if response is not None:
             response.tool_calls.append(call)
+            self.realtime.function_called(response)
         return node
 
     def tool_finished(self, node: Node, result: ToolResult, error: BaseException | None) -> None:
