@@ -202,7 +202,7 @@ async def paired_session(turns: int) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from livekit_otel import LiveKitAgentsInstrumentor
-    from livekit_otel.compat import PassThroughTracerProvider
+    from livekit_otel.hooks.builtin import PassThroughTracerProvider
     from livekit_otel.mapping.instruments import Instruments
 
     builtin_exporter = InMemorySpanExporter()

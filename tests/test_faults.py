@@ -38,10 +38,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, installed_meter_provider, setup_otlp
+from livekit_otel.hooks.guard import Guard, Hook
+from livekit_otel.hooks.table import HOOKS
 from livekit_otel.recording import registry as lifecycle
-from livekit_otel.recording.recorder import SessionRecorder
-from livekit_otel.recording.replies import Replies
-from livekit_otel.recording.user_turns import UserTurns
 from livekit_otel.setup import installed as setup_state
 from support.tracing import SpanLifecycle
 
@@ -53,22 +52,15 @@ SLOWDOWN_FACTOR = 3.0
 SLOWDOWN_SLACK_S = 0.5
 MAX_EXPORT_LOG_RECORDS = 5
 BACKEND_FAULTS = ("refused", "hang", "unauthorized", "server_error")
-# what the wrappers call on a session's recorder and its user-turn state machine
-RECORDER_HOOKS = (
-    (SessionRecorder, "on_event"),
-    (UserTurns, "begin_commit"),
-    (UserTurns, "finish_commit"),
-    (Replies, "llm_started"),
-    (Replies, "llm_finished"),
-    (Replies, "tool_started"),
-    (Replies, "tool_finished"),
-    (Replies, "tts_started"),
-    (Replies, "tts_finished"),
-    (Replies, "end_agent_turn"),
-    (SessionRecorder, "close_started"),
-    (SessionRecorder, "close_finished"),
-    (SessionRecorder, "session_started"),
-)
+# LiveKit hooks that a scripted pipeline call never reaches: a realtime model's, and one of the
+# two call sites of perform_audio_forwarding (which one depends on the release)
+NOT_IN_A_PIPELINE_CALL = {
+    "AgentActivity._realtime_generation_task",
+    "AgentActivity._on_input_speech_started",
+    "AgentActivity._on_input_speech_stopped",
+    "AgentActivity._on_input_audio_transcription_completed",
+    "perform_audio_forwarding",
+}
 OUR_LOGGER = "livekit_otel"
 EXPORT_LOGGERS = ("opentelemetry", OUR_LOGGER)
 COMPARED_KEYS = ("type", "role", "content", "name", "arguments", "output", "is_error")
@@ -619,13 +611,33 @@ def broken_provider_run(request: pytest.FixtureRequest) -> BrokenRun:
     return play_broken(BrokenProvider(tracer))
 
 
-@pytest.fixture(scope="module", params=RECORDER_HOOKS, ids=[name for _, name in RECORDER_HOOKS])
-def broken_hook_run(request: pytest.FixtureRequest) -> Iterator[BrokenRun]:
+@dataclass
+class FaultedHookRun(BrokenRun):
+    """A run with a fault planted in one hook of the table, and how often that hook ran."""
+
+    hook: Hook
+    runs: int
+
+
+@pytest.fixture(scope="module", params=HOOKS, ids=[f"{h.module}:{h.attribute}" for h in HOOKS])
+def faulted_hook_run(request: pytest.FixtureRequest) -> Iterator[FaultedHookRun]:
+    """Every piece of livekit-otel's own code in one hook raises; the rest works."""
+    target: Hook = request.param
+    runs = 0
+    guarded_call = Guard.call
+
+    def call(guard: Guard, hook: Hook, function: Callable[..., Any], *args: Any) -> Any:
+        nonlocal runs
+        if hook is not target:
+            return guarded_call(guard, hook, function, *args)
+        runs += 1
+        return guarded_call(guard, hook, _raise, *args)
+
     provider = TracerProvider()
-    owner, name = request.param
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(owner, name, _raise)
-        yield play_broken(provider)
+        monkeypatch.setattr(Guard, "call", call)
+        run = play_broken(provider)
+        yield FaultedHookRun(run.untraced, run.broken, run.warnings, target, runs)
     provider.shutdown()
 
 
@@ -649,17 +661,24 @@ def test_a_raising_tracer_provider_is_warned_about_once_per_hook(
     assert repeated == {}
 
 
-def test_no_exception_escapes_when_a_recorder_hook_raises(broken_hook_run: BrokenRun) -> None:
-    assert broken_hook_run.broken.escaped is None
+def test_no_exception_escapes_when_a_hook_faults(faulted_hook_run: FaultedHookRun) -> None:
+    assert faulted_hook_run.broken.escaped is None
 
 
-def test_session_history_is_unchanged_when_a_recorder_hook_raises(
-    broken_hook_run: BrokenRun,
+def test_session_history_is_unchanged_when_a_hook_faults(
+    faulted_hook_run: FaultedHookRun,
 ) -> None:
-    assert broken_hook_run.broken.conversation == broken_hook_run.untraced.conversation
+    assert faulted_hook_run.broken.conversation == faulted_hook_run.untraced.conversation
 
 
-def test_a_raising_recorder_hook_is_warned_about_once_per_hook(broken_hook_run: BrokenRun) -> None:
-    repeated = {m: n for m, n in Counter(broken_hook_run.warnings).items() if n > 1}
-    assert broken_hook_run.warnings
-    assert repeated == {}
+def test_a_pipeline_call_reaches_every_pipeline_hook(faulted_hook_run: FaultedHookRun) -> None:
+    if faulted_hook_run.hook.attribute not in NOT_IN_A_PIPELINE_CALL:
+        assert faulted_hook_run.runs > 0
+
+
+def test_a_faulting_hook_is_warned_about_once_under_its_own_name(
+    faulted_hook_run: FaultedHookRun,
+) -> None:
+    name = faulted_hook_run.hook.name
+    about_it = [w for w in faulted_hook_run.warnings if f"inside its {name} hook" in w]
+    assert len(about_it) == (1 if faulted_hook_run.runs else 0)

@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from livekit_otel import LiveKitAgentsInstrumentor, set_tracer_provider
-from livekit_otel.instrumentor import WRAP_TABLE
+from livekit_otel.hooks.table import HOOKS
 from support.tracing import Tracing, in_memory_provider
 
 TURNS = [
@@ -91,7 +91,7 @@ def test_uninstrument_restores_every_hook_of_the_wrap_table(
             owner = getattr(owner, part)
         return owner, name
 
-    hooks = [resolve(hook.module, hook.attribute) for hook, _ in WRAP_TABLE]
+    hooks = [resolve(hook.module, hook.attribute) for hook in HOOKS]
     originals = [own_attribute(owner, name) for owner, name in hooks]
     provider, _, _ = in_memory_provider()
     instrumentor.instrument(tracer_provider=provider)

@@ -31,10 +31,9 @@ import pytest
 from livekit_otel_dev.scripted import ScriptedConversation, ScriptedTTS, ToolCall, UserTurn
 from opentelemetry.sdk.trace import ReadableSpan
 
-from livekit_otel.hooks.guard import RECORDER_ATTRIBUTE
 from livekit_otel.recording import replies as replies_module
 from livekit_otel.recording import user_turns as user_turns_module
-from livekit_otel.recording.recorder import SessionRecorder
+from livekit_otel.recording.recorder import RECORDER_ATTRIBUTE, SessionRecorder
 from support.tracing import SpanLifecycle, Tracing, instrumented
 
 TURNS = 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -61,17 +62,19 @@ async def test_a_missing_hook_costs_only_its_own_spans_and_one_warning(
     instrument: Callable[..., Tracing],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    gone = compat.Hook(compat.MODULE_ACTIVITY, "perform_tts_inference_renamed", "tts_node spans")
     table = tuple(
-        (gone, factory) if hook is compat.TTS_INFERENCE else (hook, factory)
-        for hook, factory in instrumentor.WRAP_TABLE
+        dataclasses.replace(hook, attribute="perform_tts_inference_renamed")
+        if hook.attribute == "perform_tts_inference"
+        else hook
+        for hook in instrumentor.HOOKS
     )
-    monkeypatch.setattr(instrumentor, "WRAP_TABLE", table)
+    monkeypatch.setattr(instrumentor, "HOOKS", table)
     with caplog.at_level(logging.WARNING, logger="livekit_otel"):
         tracing = instrument()
     warnings = [r.getMessage() for r in caplog.records if "could not find" in r.getMessage()]
     assert len(warnings) == 1
     assert "tts_node spans" in warnings[0]
+    assert "perform_tts_inference_renamed" in warnings[0]
     traced = await trace_session(tracing, TURNS, mode="text")
     assert traced.tree.names["tts_node"] == 0
     assert traced.tree.names["llm_node"] == 2

@@ -7,20 +7,12 @@ for the supported-range check at ``instrument()``.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import inspect
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.context import Context
 
 logger = logging.getLogger("livekit_otel")
 
@@ -36,27 +28,6 @@ MODULE_TTS = "livekit.agents.tts.tts"
 
 class UnsupportedVersionError(RuntimeError):
     """The installed livekit-agents is older than the oldest release livekit-otel supports."""
-
-
-@dataclass(frozen=True)
-class Hook:
-    """One place livekit-otel wraps: ``module.attribute``, the attribute maybe ``Class.method``."""
-
-    module: str
-    attribute: str
-    feature: str
-
-    def exists(self) -> bool:
-        """Whether the installed release has this attribute."""
-        try:
-            target: Any = importlib.import_module(self.module)
-        except ImportError:
-            return False
-        for part in self.attribute.split("."):
-            target = getattr(target, part, None)
-            if target is None:
-                return False
-        return True
 
 
 def livekit_version() -> str:
@@ -98,41 +69,6 @@ def check_supported() -> None:
             SUPPORTED_RANGE,
             found,
         )
-
-
-# -- hooks ----------------------------------------------------------------------------------
-SESSION_START = Hook(MODULE_SESSION, "AgentSession.start", "sessions")
-SESSION_CLOSE = Hook(MODULE_SESSION, "AgentSession._aclose_impl", "session close")
-SESSION_EMIT = Hook(MODULE_SESSION, "AgentSession.emit", "events and metrics")
-END_OF_TURN = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_turn", "user turns")
-LLM_INFERENCE = Hook(MODULE_ACTIVITY, "perform_llm_inference", "llm_node spans")
-TTS_INFERENCE = Hook(MODULE_ACTIVITY, "perform_tts_inference", "tts_node spans")
-TOOL_EXECUTIONS = Hook(MODULE_ACTIVITY, "perform_tool_executions", "function_tool spans")
-# realtime models: each response, and the user turns their server-side VAD decides
-REALTIME_GENERATION = Hook(
-    MODULE_ACTIVITY, "AgentActivity._realtime_generation_task", "realtime_response spans"
-)
-REALTIME_SPEECH_STARTED = Hook(
-    MODULE_ACTIVITY, "AgentActivity._on_input_speech_started", "realtime user turns"
-)
-REALTIME_SPEECH_STOPPED = Hook(
-    MODULE_ACTIVITY, "AgentActivity._on_input_speech_stopped", "realtime user turns"
-)
-REALTIME_TRANSCRIPT = Hook(
-    MODULE_ACTIVITY,
-    "AgentActivity._on_input_audio_transcription_completed",
-    "realtime user transcripts",
-)
-# the moments of measured latency
-END_OF_SPEECH = Hook(MODULE_ACTIVITY, "AgentActivity.on_end_of_speech", "end of user speech")
-# agent_activity imports perform_audio_forwarding by name (say(), and every reply before 1.6);
-# from 1.6 a reply's audio goes through generation's own: the call sites are disjoint
-FORWARDING_IN_ACTIVITY = Hook(MODULE_ACTIVITY, "perform_audio_forwarding", "first audio played")
-FORWARDING_IN_GENERATION = Hook(MODULE_GENERATION, "perform_audio_forwarding", "first audio played")
-# a sentence-by-sentence TTS (tts.StreamAdapter) sends each sentence to synthesize(); a
-# streaming TTS gets the text through push_text
-TTS_REQUEST = Hook(MODULE_TTS, "ChunkedStream.__init__", "text sent to synthesis")
-TTS_PUSH_TEXT = Hook(MODULE_TTS, "SynthesizeStream.push_text", "text sent to synthesis")
 
 
 # -- reading livekit objects -------------------------------------------------------------
@@ -243,40 +179,6 @@ def session_component(session: Any, name: str) -> Any | None:
     return component
 
 
-# -- the shape of a reply ---------------------------------------------------------------------
-@functools.cache
-def _reply_source() -> str:
-    """The source of ``AgentActivity._pipeline_reply_task_impl``, or ``""`` if unreadable."""
-    try:
-        activity_class = _activity_module().AgentActivity
-        return inspect.getsource(activity_class._pipeline_reply_task_impl)
-    except Exception:
-        return ""
-
-
-def tts_runs_for_tool_only_steps() -> bool:
-    """Whether each LLM step of a reply with audio output starts its own TTS inference.
-
-    Then an LLM step that only calls tools still has a ``tts_node``, on an empty text
-    stream, started right after its ``llm_node`` and before its tools run (livekit-agents
-    1.3 to 1.5). Later releases start synthesis lazily, on the first text of each speech
-    segment (``_produce_segments``), so such a step has no ``tts_node``.
-    """
-    source = _reply_source()
-    return "perform_tts_inference" in source and "_produce_segments" not in source
-
-
-def tts_starts_before_scheduling() -> bool:
-    """Whether a reply starts its TTS inference before it is scheduled to speak.
-
-    Then a preemptive attempt that is discarded has a ``tts_node`` as well as its
-    ``llm_node`` (livekit-agents 1.3 to 1.5.3). Later releases wait for the reply to be
-    scheduled unless the ``preemptive_tts`` option asks otherwise.
-    """
-    source = _reply_source()
-    return "perform_tts_inference" in source and "preemptive_tts" not in source
-
-
 def model_parameters(model_settings: Any) -> dict[str, Any]:
     """The request parameters LiveKit passes to the LLM node (``tool_choice``), when set."""
     tool_choice = getattr(model_settings, "tool_choice", None)
@@ -300,119 +202,6 @@ def job_info() -> tuple[str | None, str | None]:
     room_name = getattr(room, "name", None) or getattr(getattr(job, "room", None), "name", None)
     job_id = getattr(job, "id", None)
     return (room_name or None), (job_id or None)
-
-
-# -- LiveKit's built-in telemetry ---------------------------------------------------------
-def _builtin_tracer() -> Any | None:
-    try:
-        from livekit.agents import telemetry
-    except Exception:
-        return None
-    return getattr(telemetry, "tracer", None)
-
-
-def builtin_provider() -> Any | None:
-    """The provider LiveKit's own spans go to (the global one unless it was set explicitly)."""
-    builtin = _builtin_tracer()
-    if builtin is None:
-        return None
-    provider = getattr(builtin, "_tracer_provider", None)
-    if provider is None or isinstance(provider, trace.ProxyTracerProvider):
-        return trace.get_tracer_provider()
-    return provider
-
-
-def builtin_reaches(provider: Any) -> bool:
-    """Whether LiveKit's built-in spans would be exported through ``provider``."""
-    return provider is not None and builtin_provider() is provider
-
-
-class _PassThroughTracer(trace.Tracer):
-    """Records nothing, but makes its non-recording span current, carrying the parent's context.
-
-    OpenTelemetry API releases before 1.44 (which livekit-agents 1.3.6 to 1.6.7 pin) have a
-    no-op tracer that does not make its span current; LiveKit then writes its attributes on,
-    and ends, whatever span is current, ours included. This tracer behaves like the newer
-    no-op tracer on every API release.
-    """
-
-    def start_span(
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Any = None,
-        links: Any = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> trace.Span:
-        try:
-            parent = trace.get_current_span(context)
-            if isinstance(parent, trace.NonRecordingSpan):
-                return parent
-            return trace.NonRecordingSpan(parent.get_span_context())
-        except Exception:  # a broken span of someone else's must not break LiveKit
-            return trace.INVALID_SPAN
-
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
-        self,
-        name: str,
-        context: Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Any = None,
-        links: Any = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Iterator[trace.Span]:
-        span = self.start_span(name, context)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            yield span
-        finally:
-            otel_context.detach(token)
-
-
-class PassThroughTracerProvider(trace.NoOpTracerProvider):
-    """The provider livekit-otel gives LiveKit's built-in telemetry to keep it out of traces.
-
-    A no-op provider to LiveKit: when LiveKit Cloud's recording starts with a job, LiveKit
-    replaces it with a provider of its own, as it would replace no provider at all.
-    """
-
-    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-        return _PassThroughTracer()
-
-
-def silence_builtin() -> Any | None:
-    """Send LiveKit's built-in spans nowhere; returns what to pass to :func:`restore_builtin`."""
-    builtin = _builtin_tracer()
-    set_provider = getattr(builtin, "set_provider", None)
-    if builtin is None or not callable(set_provider):
-        return None
-    previous = getattr(builtin, "_tracer_provider", None)
-    set_provider(PassThroughTracerProvider())
-    return previous
-
-
-def restore_builtin(previous: Any | None) -> None:
-    """Undo :func:`silence_builtin`."""
-    builtin = _builtin_tracer()
-    set_provider = getattr(builtin, "set_provider", None)
-    if previous is not None and callable(set_provider):
-        set_provider(previous)
-
-
-def builtin_follows_global() -> bool:
-    """Whether nobody chose a provider for LiveKit's built-in spans (they follow the global)."""
-    builtin = _builtin_tracer()
-    if builtin is None:
-        return False
-    provider = getattr(builtin, "_tracer_provider", None)
-    return provider is None or isinstance(provider, trace.ProxyTracerProvider)
 
 
 def generation_response(event: Any) -> tuple[str, bool]:

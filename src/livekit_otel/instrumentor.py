@@ -17,46 +17,25 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
 from . import compat, terminal
 from .config import resolve_options
-from .hooks import guard as wrappers
-from .hooks import replies as inference_wrappers
-from .hooks import streams as latency_wrappers
-from .hooks import user_turns as realtime_wrappers
+from .hooks import builtin
+from .hooks.guard import Hook, State
+from .hooks.table import HOOKS
 from .mapping.attributes import INSTRUMENTATION_SCOPE
 from .mapping.instruments import Instruments
 from .package import _instruments
-from .recording.registry import close_open_sessions, register_flush_on_shutdown
+from .recording.registry import close_open_sessions
 from .version import __version__
 
 logger = logging.getLogger("livekit_otel")
-
-# (hook, wrapper factory): the whole of what livekit-otel patches
-WRAP_TABLE = (
-    (compat.SESSION_START, wrappers.session_start),
-    (compat.SESSION_CLOSE, wrappers.session_close),
-    (compat.SESSION_EMIT, wrappers.session_emit),
-    (compat.END_OF_TURN, wrappers.end_of_turn),
-    (compat.LLM_INFERENCE, inference_wrappers.llm_inference),
-    (compat.TTS_INFERENCE, inference_wrappers.tts_inference),
-    (compat.TOOL_EXECUTIONS, inference_wrappers.tool_executions),
-    (compat.REALTIME_GENERATION, realtime_wrappers.realtime_generation),
-    (compat.REALTIME_SPEECH_STARTED, realtime_wrappers.realtime_speech_started),
-    (compat.REALTIME_SPEECH_STOPPED, realtime_wrappers.realtime_speech_stopped),
-    (compat.REALTIME_TRANSCRIPT, realtime_wrappers.realtime_transcript),
-    (compat.END_OF_SPEECH, latency_wrappers.end_of_speech),
-    (compat.FORWARDING_IN_ACTIVITY, latency_wrappers.audio_forwarding),
-    (compat.FORWARDING_IN_GENERATION, latency_wrappers.audio_forwarding),
-    (compat.TTS_REQUEST, latency_wrappers.tts_request),
-    (compat.TTS_PUSH_TEXT, latency_wrappers.tts_request),
-)
 
 
 @dataclass
 class _Active:
     """Everything one ``instrument()`` call set up, undone by ``uninstrument()``."""
 
-    state: wrappers.State
+    state: State
     provider: trace.TracerProvider | None
-    wrapped: list[compat.Hook] = field(default_factory=list)
+    wrapped: list[Hook] = field(default_factory=list)
     builtin_silenced: bool = False
     builtin_previous: Any = None
 
@@ -86,19 +65,18 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         options = resolve_options(**kwargs)
         meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=meter_provider)
         instruments = Instruments(meter, options.environment)
-        state = wrappers.State(_tracer_from(provider), options, instruments)
+        state = State(_tracer_from(provider), provider, options, instruments)
         active = _Active(state, provider)
-        state.on_session_start = self._on_session_start
         type(self)._active = active
         compat.load_context_vars()
         _quiet_builtin(active)
         _warn_grpc_to_http_port()
         missing: list[str] = []
-        for hook, factory in WRAP_TABLE:
+        for hook in HOOKS:
             if not hook.exists():
-                missing.append(f"{hook.attribute} ({hook.feature})")
+                missing.append(f"{hook.attribute} ({hook.loses})")
                 continue
-            wrapt.wrap_function_wrapper(hook.module, hook.attribute, factory(state))
+            wrapt.wrap_function_wrapper(hook.module, hook.attribute, hook.factory(state, hook))
             active.wrapped.append(hook)
         if missing:
             logger.warning(
@@ -115,28 +93,16 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         if active is None:
             return
         for hook in active.wrapped:
-            module = __import__(hook.module, fromlist=["_"])
-            owner_path, _, name = hook.attribute.rpartition(".")
-            owner: Any = module
-            for part in filter(None, owner_path.split(".")):
-                owner = getattr(owner, part)
-            unwrap(owner, name)
+            unwrap(*hook.owner())
         if active.builtin_silenced:
-            compat.restore_builtin(active.builtin_previous)
-
-    def _on_session_start(self) -> None:
-        active = type(self)._active
-        provider = (active.provider if active else None) or trace.get_tracer_provider()
-        if isinstance(provider, SDKTracerProvider):
-            # a provider built outside the job (at import time) still gets flushed at its end
-            register_flush_on_shutdown(provider)
+            builtin.restore_builtin(active.builtin_previous)
 
     def set_tracer_provider(self, provider: trace.TracerProvider) -> None:
         """Send the plugin's spans to ``provider`` from the next session on."""
         terminal.apply_console(provider)
         active = type(self)._active
         if active is not None:
-            active.provider = provider
+            active.provider = active.state.provider = provider
             active.state.tracer = _tracer_from(provider)
             _quiet_builtin(active)
 
@@ -152,8 +118,8 @@ def _quiet_builtin(active: _Active) -> None:
     if mode == "keep" or active.builtin_silenced:
         return
     provider = active.provider or trace.get_tracer_provider()
-    if mode == "off" or compat.builtin_follows_global() or compat.builtin_reaches(provider):
-        active.builtin_previous = compat.silence_builtin()
+    if mode == "off" or builtin.builtin_follows_global() or builtin.builtin_reaches(provider):
+        active.builtin_previous = builtin.silence_builtin()
         active.builtin_silenced = True
 
 

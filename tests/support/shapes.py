@@ -1,13 +1,14 @@
 """The span shapes of a reply on the installed livekit-agents release.
 
 Releases differ in when a reply synthesizes speech, and the trace shows it; which shape
-applies is what ``livekit_otel.compat`` detects, so the tests ask it here instead of
-checking versions.
+applies is read here from the installed release's source, instead of checking versions.
 """
 
 from __future__ import annotations
 
-from livekit_otel import compat
+import functools
+import importlib
+import inspect
 
 SPEAKING_STEP = ["llm_node", "tts_node"]
 """An LLM step whose text is spoken."""
@@ -19,7 +20,7 @@ def tool_only_step(tools: int = 1) -> list[str]:
     Where every LLM step starts its own TTS inference, such a step has a ``tts_node`` on an
     empty text stream, right after its ``llm_node`` and before its tools.
     """
-    tts = ["tts_node"] if compat.tts_runs_for_tool_only_steps() else []
+    tts = ["tts_node"] if tts_runs_for_tool_only_steps() else []
     return ["llm_node", *tts, *["function_tool"] * tools]
 
 
@@ -30,9 +31,44 @@ def tool_reply(tools: int = 1) -> list[str]:
 
 def discarded_attempt() -> list[str]:
     """The children of a preemptive ``agent_turn`` that was discarded before it was scheduled."""
-    return SPEAKING_STEP if compat.tts_starts_before_scheduling() else ["llm_node"]
+    return SPEAKING_STEP if tts_starts_before_scheduling() else ["llm_node"]
 
 
 def tts_nodes_per_reply(tool_only_steps: int) -> int:
     """How many ``tts_node`` spans a reply with this many tool-only LLM steps has."""
-    return 1 + (tool_only_steps if compat.tts_runs_for_tool_only_steps() else 0)
+    return 1 + (tool_only_steps if tts_runs_for_tool_only_steps() else 0)
+
+
+@functools.cache
+def _reply_source() -> str:
+    """The source of ``AgentActivity._pipeline_reply_task_impl``, or ``""`` if unreadable."""
+    try:
+        activity_class = importlib.import_module(
+            "livekit.agents.voice.agent_activity"
+        ).AgentActivity
+        return inspect.getsource(activity_class._pipeline_reply_task_impl)
+    except Exception:
+        return ""
+
+
+def tts_runs_for_tool_only_steps() -> bool:
+    """Whether each LLM step of a reply with audio output starts its own TTS inference.
+
+    Then an LLM step that only calls tools still has a ``tts_node``, on an empty text
+    stream, started right after its ``llm_node`` and before its tools run (livekit-agents
+    1.3 to 1.5). Later releases start synthesis lazily, on the first text of each speech
+    segment (``_produce_segments``), so such a step has no ``tts_node``.
+    """
+    source = _reply_source()
+    return "perform_tts_inference" in source and "_produce_segments" not in source
+
+
+def tts_starts_before_scheduling() -> bool:
+    """Whether a reply starts its TTS inference before it is scheduled to speak.
+
+    Then a preemptive attempt that is discarded has a ``tts_node`` as well as its
+    ``llm_node`` (livekit-agents 1.3 to 1.5.3). Later releases wait for the reply to be
+    scheduled unless the ``preemptive_tts`` option asks otherwise.
+    """
+    source = _reply_source()
+    return "perform_tts_inference" in source and "preemptive_tts" not in source

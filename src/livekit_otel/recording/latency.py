@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..mapping.facts import Latency
+from .spans import Protect
 
 
 class Timeline:
@@ -114,7 +115,8 @@ class Playback:
     listener holds only weak references, to the output and to the replies.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, protect: Protect) -> None:
+        self._protect = protect
         self._queues: weakref.WeakKeyDictionary[Any, deque[weakref.ref[Timeline]]] = (
             weakref.WeakKeyDictionary()
         )
@@ -130,7 +132,7 @@ class Playback:
         queue.append(weakref.ref(timeline))
 
     def _listen(self, output: Any, queue: deque[weakref.ref[Timeline]]) -> None:
-        def on_finished(event: Any) -> None:
+        def playback_finished(event: Any) -> None:
             if not queue:
                 return
             timeline = queue.popleft()()
@@ -138,8 +140,9 @@ class Playback:
             if timeline is not None and isinstance(position, (int, float)) and position > 0:
                 timeline.played += float(position)
 
-        output.on("playback_finished", on_finished)
-        self._listeners.append((weakref.ref(output), on_finished))
+        listener = self._protect(playback_finished)
+        output.on("playback_finished", listener)
+        self._listeners.append((weakref.ref(output), listener))
 
     def close(self) -> None:
         """Stop listening to every output (the session closed)."""

@@ -29,7 +29,7 @@ from ..mapping import content
 from ..mapping.facts import LlmRequest, RealtimeResponseFacts, RealtimeUsage
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
-from .spans import SessionSpans, now, ns, seconds
+from .spans import Protect, SessionSpans, now, ns, seconds
 
 
 class Response:
@@ -182,7 +182,9 @@ class RealtimeResponses:
         component: Callable[[str], Any],
         prompt: content.PromptWindow,
         options: Options,
+        protect: Protect,
     ) -> None:
+        self._protect = protect
         self.spans = spans
         self.conventions = spans.conventions
         self.instruments = instruments
@@ -297,7 +299,7 @@ class RealtimeResponses:
             if entry is not None:
                 entry[1](entry[0])
 
-        asyncio.get_running_loop().call_later(METRICS_WAIT_SECONDS, give_up)
+        asyncio.get_running_loop().call_later(METRICS_WAIT_SECONDS, self._protect(give_up))
 
     def finish_all(self, turn: Any) -> None:
         """End the responses of a reply that are still open, with what is known."""

@@ -26,7 +26,7 @@ from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
 from . import registry as lifecycle
 from .realtime import realtime_usage
 from .replies import Replies
-from .spans import SessionSpans, now, ns, seconds
+from .spans import Protect, SessionSpans, now, ns, seconds
 from .user_turns import UserTurn, UserTurns
 
 _USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -53,11 +53,20 @@ _REALTIME_USAGE_FIELDS = (
 )
 
 
+RECORDER_ATTRIBUTE = "_livekit_otel_recorder"
+
+
 class SessionRecorder:
     """Tracing state of one session, from ``AgentSession.start`` to its close."""
 
     def __init__(
-        self, tracer: Tracer, options: Options, session: Any, agent: Any, instruments: Instruments
+        self,
+        tracer: Tracer,
+        options: Options,
+        session: Any,
+        agent: Any,
+        instruments: Instruments,
+        protect: Protect,
     ) -> None:
         self.options = options
         self.conventions = Conventions(options)
@@ -75,8 +84,8 @@ class SessionRecorder:
         )
         self.spans = SessionSpans(tracer, self.conventions, self.facts, options.trace_per == "turn")
         self.instruments = instruments
-        self.replies = Replies(self.spans, options, session, self._reply_over, instruments)
         self.user_turns = UserTurns(self._write_user_turn)
+        self.replies = Replies(self.spans, options, session, self.user_turns, instruments, protect)
         self.vad = MetricsAggregate("vad")
         self.connection = MetricsAggregate("realtime")
         self.usage: dict[str, float] = {}
@@ -352,9 +361,6 @@ class SessionRecorder:
         )
         child.end(ns(end))
 
-    def _reply_over(self, speech_id: str) -> None:
-        self.user_turns.reply_over(speech_id)
-
     def _on_speech_created(self, event: Any) -> None:
         self.replies.speech_created(event)
 
@@ -368,3 +374,27 @@ _EVENT_HANDLERS = {
     "error": SessionRecorder._on_error,
     "close": SessionRecorder._on_close,
 }
+
+
+def attach_recorder(session: Any, recorder: SessionRecorder) -> None:
+    """Keep ``recorder`` on its session, where the hooks find it."""
+    setattr(session, RECORDER_ATTRIBUTE, recorder)
+
+
+def recorder_of(session: Any) -> SessionRecorder | None:
+    """The recorder of a session, if it is being traced and not yet closed."""
+    if session is None:
+        return None
+    recorder = getattr(session, RECORDER_ATTRIBUTE, None)
+    return recorder if isinstance(recorder, SessionRecorder) and not recorder.closed else None
+
+
+def was_traced(session: Any) -> bool:
+    """Whether a session was traced (it may be closed by now)."""
+    return isinstance(getattr(session, RECORDER_ATTRIBUTE, None), SessionRecorder)
+
+
+def current_recorder() -> SessionRecorder | None:
+    """The recorder of the session whose activity task is running."""
+    activity = compat.current_activity()
+    return recorder_of(compat.activity_session(activity)) if activity is not None else None

@@ -7,7 +7,6 @@ metrics find their span by a context variable that the inference task inherits.
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -34,9 +33,8 @@ from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
 from .latency import Playback, Timeline
 from .realtime import RealtimeResponses, Response
-from .spans import SessionSpans, now, ns, seconds
-
-logger = logging.getLogger("livekit_otel")
+from .spans import Protect, SessionSpans, now, ns, seconds
+from .user_turns import UserTurns
 
 
 class Node:
@@ -113,21 +111,25 @@ class Replies:
         spans: SessionSpans,
         options: Options,
         session: Any,
-        reply_over: Callable[[str], None],
+        user_turns: UserTurns,
         instruments: Instruments,
+        protect: Protect,
     ) -> None:
         self.spans = spans
         self.conventions = spans.conventions
         self.options = options
         self._session = weakref.ref(session)
-        self._reply_over = reply_over
+        self.user_turns = user_turns
+        self._protect = protect
         self.instruments = instruments
         self.turns: dict[str, AgentTurn] = {}
         self.agent_turn_count = 0
         self.prompt = content.PromptWindow()
         self._tool_definitions: tuple[tuple[int, ...], str | None] = ((), None)
-        self.playback = Playback()
-        self.realtime = RealtimeResponses(spans, instruments, self.component, self.prompt, options)
+        self.playback = Playback(protect)
+        self.realtime = RealtimeResponses(
+            spans, instruments, self.component, self.prompt, options, protect
+        )
 
     def component(self, name: str) -> Any | None:
         """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
@@ -168,19 +170,13 @@ class Replies:
         # callback must not keep the turn, its span or this recorder alive
         turn_ref, recorder_ref = weakref.ref(turn), weakref.ref(self)
 
-        def on_done(_: Any) -> None:
+        def speech_done(_: Any) -> None:
             done_turn, recorder = turn_ref(), recorder_ref()
             if done_turn is not None and recorder is not None:
-                recorder._turn_done(done_turn)
+                recorder.end_agent_turn(done_turn)
 
-        turn.done_callback = on_done
-        handle.add_done_callback(on_done)
-
-    def _turn_done(self, turn: AgentTurn) -> None:
-        try:
-            self.end_agent_turn(turn)
-        except Exception:
-            _report_once("failed to end an agent_turn span")
+        turn.done_callback = self._protect(speech_done)
+        handle.add_done_callback(turn.done_callback)
 
     def node_metrics(self, kind: str, metrics: Any) -> None:
         """LLM or TTS metrics, emitted inside the inference task of the node they belong to."""
@@ -205,13 +201,38 @@ class Replies:
         """The open agent turn of a speech handle."""
         return self.turns.get(getattr(speech, "id", "")) if speech is not None else None
 
+    def captures_content(self) -> bool:
+        """Whether the words of a reply are recorded (the tee on TTS input is needed)."""
+        return self.conventions.captures_content()
+
+    def text_sent(self, speech: Any | None, at: float) -> None:
+        """Text of a reply reached a synthesizer."""
+        turn = self.turn_for(speech)
+        if turn is not None:
+            turn.timeline.text_sent(at)
+
+    def output_started(
+        self, speech: Any | None, output: Any
+    ) -> tuple[Callable[[float], None], Callable[[Any], None]] | None:
+        """What to call as a reply's first frame, and each frame, is handed to ``output``."""
+        turn = self.turn_for(speech)
+        if turn is None:
+            return None
+        playback, timeline = self.playback, turn.timeline
+
+        def handed_over(at: float) -> None:
+            timeline.frame_handed_over(at)
+            playback.segment_started(output, timeline)
+
+        return handed_over, timeline.frame_forwarded
+
     def end_agent_turn(self, turn: AgentTurn, closing: bool = False) -> None:
         """End an agent turn and whatever of it is still open."""
         if turn.ended:
             return
         turn.ended = True
         self.turns.pop(turn.facts.speech_id, None)
-        self._reply_over(turn.facts.speech_id)
+        self.user_turns.reply_over(turn.facts.speech_id)
         remove = getattr(turn.handle, "remove_done_callback", None)
         if turn.done_callback is not None and callable(remove):
             # later, not now: some releases iterate the callback set while calling ours
@@ -286,13 +307,15 @@ class Replies:
         self,
         speech: Any,
         response_id: str,
-        user: Any | None,
+        user_initiated: bool,
         prompt: compat.RealtimePrompt | None = None,
     ) -> Response | None:
         """LiveKit runs a realtime model's response for a reply: open its span."""
         turn = self.turn_for(speech)
         if turn is None:
             return None
+        # the utterance the model's own turn detection ended last, answered by this response
+        user = None if user_initiated else self.user_turns.take_server_turn()
         if user is not None and turn.timeline.speech_ended_at is None:
             turn.timeline.user_turn(user.speech_ended_at, user.committed_at)
         if user is None and turn.responses:  # a follow-up answers what the first one did
@@ -428,12 +451,3 @@ class Replies:
         if cancelled:
             values[attr.LK_CANCELLED] = True
         self._end_node(node, values, error)
-
-
-_reported: set[str] = set()
-
-
-def _report_once(what: str) -> None:
-    if what not in _reported:
-        _reported.add(what)
-        logger.warning("livekit-otel %s; the agent is unaffected", what, exc_info=True)

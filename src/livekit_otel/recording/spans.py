@@ -7,6 +7,7 @@ SDK's clock with ours: a test that fakes ``time.time`` moves every span with it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -17,6 +18,9 @@ from ..mapping.conventions import Attributes, Conventions
 from ..mapping.facts import SessionFacts
 
 _NS = 1_000_000_000
+
+# makes a callback of ours safe to hand to LiveKit or asyncio (the hooks' guard provides it)
+Protect = Callable[[Callable[..., None]], Callable[..., None]]
 
 
 def now() -> float:

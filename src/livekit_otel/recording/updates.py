@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..hooks.guard import RECORDER_ATTRIBUTE, recorder_of
+from .recorder import recorder_of, was_traced
 
 _PENDING_ATTRIBUTE = "_livekit_otel_pending"
 
@@ -26,7 +26,7 @@ def update_session(
     """
     recorder = recorder_of(session)
     if recorder is None:
-        if getattr(session, RECORDER_ATTRIBUTE, None) is not None:
+        if was_traced(session):
             return  # the session is closed
         pending = dict(getattr(session, _PENDING_ATTRIBUTE, None) or {})
         if user_id is not None:
