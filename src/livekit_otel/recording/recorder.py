@@ -85,6 +85,7 @@ class SessionRecorder:
         self.spans = SessionSpans(tracer, self.conventions, self.facts, options.trace_per == "turn")
         self.instruments = instruments
         self.user_turns = UserTurns(self._write_user_turn)
+        self.user_turns.hold_unowned = self.spans.trace_per_turn
         self.replies = Replies(self.spans, options, session, self.user_turns, instruments, protect)
         self.vad = MetricsAggregate("vad")
         self.connection = MetricsAggregate("realtime")
@@ -321,6 +322,8 @@ class SessionRecorder:
         if owner is None and turn.input_mode == "text":
             owner = self.replies.turn_for(compat.current_speech())
         owner_context = owner.context if owner is not None and not owner.ended else None
+        if turn.owner is not None:  # the root of its exchange's trace, ended or not
+            owner_context = turn.owner
         parent, extra, links = self.spans.top_level(attr.SPAN_USER_TURN, owner_context)
         model, provider = (None, None)
         if turn.input_mode == "audio":
@@ -362,7 +365,18 @@ class SessionRecorder:
         child.end(ns(end))
 
     def _on_speech_created(self, event: Any) -> None:
-        self.replies.speech_created(event)
+        if not self.spans.trace_per_turn:
+            self.replies.speech_created(event)
+            return
+        # one trace per exchange: the reply's agent_turn is its root, from the utterance's start
+        answered = self.user_turns.unanswered()
+        start = None
+        if answered is not None:
+            start = min(max(answered.started_at, self.started_at), now())
+        turn = self.replies.speech_created(event, start)
+        if turn is not None and answered is not None:
+            answered.owner = turn.context
+            self.user_turns.owned(answered)
 
 
 _EVENT_HANDLERS = {

@@ -147,12 +147,13 @@ class Replies:
         self.realtime.close()
         self.playback.close()
 
-    def speech_created(self, event: Any) -> None:
-        """A reply was created: open its ``agent_turn``."""
+    def speech_created(self, event: Any, started_at: float | None = None) -> AgentTurn | None:
+        """A reply was created: open its ``agent_turn`` (from ``started_at`` when given: a
+        per-turn trace's root starts with the utterance it answers)."""
         handle = getattr(event, "speech_handle", None)
         speech_id = getattr(handle, "id", None)
         if handle is None or not isinstance(speech_id, str) or speech_id in self.turns:
-            return
+            return None
         agent = compat.current_agent(self._session())
         facts = AgentTurnFacts(
             speech_id=speech_id,
@@ -161,8 +162,9 @@ class Replies:
         )
         parent, extra, links = self.spans.top_level(attr.SPAN_AGENT_TURN)
         values = {**extra, **self.conventions.agent_turn_start(facts)}
+        start = ns(started_at) if started_at is not None else None
         turn = AgentTurn(
-            self.spans.child(attr.SPAN_AGENT_TURN, parent, values, links=links), facts, handle
+            self.spans.child(attr.SPAN_AGENT_TURN, parent, values, start, links), facts, handle
         )
         self.turns[speech_id] = turn
         self.agent_turn_count += 1
@@ -177,6 +179,7 @@ class Replies:
 
         turn.done_callback = self._protect(speech_done)
         handle.add_done_callback(turn.done_callback)
+        return turn
 
     def node_metrics(self, kind: str, metrics: Any) -> None:
         """LLM or TTS metrics, emitted inside the inference task of the node they belong to."""

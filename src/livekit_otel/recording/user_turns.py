@@ -88,6 +88,9 @@ class UserTurns:
         self._awaiting_transcript: deque[UserTurn] = deque()
         self.last_server_turn: UserTurn | None = None
         self._transcript_handled = False
+        # per-turn traces: transcribed utterances waiting for the reply whose trace they join
+        self.hold_unowned = False
+        self._awaiting_owner: deque[UserTurn] = deque()
 
     # -- LiveKit events -------------------------------------------------------------------
     def user_speaking(self, at: float) -> None:
@@ -122,6 +125,14 @@ class UserTurns:
         self._awaiting_transcript.append(turn)
         self.last_server_turn = turn
 
+    def unanswered(self) -> UserTurn | None:
+        """The committed utterance no reply answers yet (the one a new reply answers)."""
+        committing = COMMITTING_TURN.get()
+        for turn in (committing, *reversed(self._awaiting_eou), self.last_server_turn):
+            if turn is not None and turn.owner is None:
+                return turn
+        return None
+
     def take_server_turn(self) -> UserTurn | None:
         """The utterance a realtime model's VAD ended last, for the one response answering it."""
         turn, self.last_server_turn = self.last_server_turn, None
@@ -137,6 +148,18 @@ class UserTurns:
             turn.committed_at = at
         turn.transcript = text
         self._unmatched_audio_commits += 1  # its chat message follows
+        if self.hold_unowned and turn.owner is None:
+            self._awaiting_owner.append(turn)  # written once its reply exists
+            return
+        self._write_server_turn(turn)
+
+    def owned(self, turn: UserTurn) -> None:
+        """A reply answering ``turn`` was opened: write it now if it only waited for that."""
+        if turn in self._awaiting_owner:
+            self._awaiting_owner.remove(turn)
+            self._write_server_turn(turn)
+
+    def _write_server_turn(self, turn: UserTurn) -> None:
         span, end = self._write(turn, None)
         if turn.stt is None:  # the transcription's usage may follow (STT metrics)
             self.settle()
@@ -197,6 +220,8 @@ class UserTurns:
         turn = self.current or (self._awaiting_eou[-1] if self._awaiting_eou else None)
         if turn is None and self._awaiting_transcript:  # a realtime model's transcription
             turn = self._awaiting_transcript[0]
+        if turn is None and self._awaiting_owner:
+            turn = self._awaiting_owner[-1]
         if turn is not None:
             turn.add_stt(metrics)
         elif self._settling is not None:
@@ -235,6 +260,8 @@ class UserTurns:
         """The session closes: write every utterance still unwritten."""
         while self._awaiting_transcript:
             self._end(self._awaiting_transcript.popleft(), None)
+        while self._awaiting_owner:
+            self._end(self._awaiting_owner.popleft(), None)
         while self._awaiting_eou:
             self._end(self._awaiting_eou.popleft(), None)
         if self.current is not None:
@@ -245,6 +272,7 @@ class UserTurns:
     def unwritten(self) -> int:
         """How many utterances were heard and not yet written (or their STT awaited)."""
         waiting = len(self._awaiting_eou) + len(self._awaiting_transcript)
+        waiting += len(self._awaiting_owner)
         waiting += self.current is not None
         return waiting + (self._settling is not None) + (self._pending_stt is not None)
 
