@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from support.tracing import SpanTree, attributes, instrumented
 
 SILENCE_MS = 400  # the model's server-side silence window
-STOP_DELAY = 0.06  # the server's message on its way after the window
+STOP_DELAY = 0.03  # the server's message on its way after the window
 TARGET = 0.2  # issue 17: within 0.2 s of the truth
 WEATHER = ToolCall("lookup_weather", {"location": "Paris"})
 
