@@ -171,12 +171,14 @@ def test_with_capture_on_the_scan_finds_script_text(captured: TracedRun, text: s
 
 # -- off -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["audio", "text"])
-@pytest.mark.parametrize("switch", ["option", "environment"])
+@pytest.mark.parametrize("switch", ["option", "option as text", "environment"])
 async def test_with_capture_off_no_user_or_model_text_is_in_any_span(
     switch: str, mode: str, instrument: Callable[..., Tracing], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if switch == "option":
         tracing = instrument(capture_content=False)
+    elif switch == "option as text":  # as read from a config file: the string "false"
+        tracing = instrument(capture_content="false")
     else:
         monkeypatch.setenv("LIVEKIT_OTEL_CAPTURE_CONTENT", "false")
         tracing = instrument()

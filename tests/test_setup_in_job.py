@@ -157,6 +157,30 @@ def otlp_metrics_option_as_text() -> TracerProvider:
     return setup_otlp("http://localhost:4318", metrics="yes")  # type: ignore[arg-type]
 
 
+def otlp_endpoint_as_a_number() -> TracerProvider:
+    return setup_otlp(4318)  # type: ignore[arg-type]
+
+
+def otlp_headers_as_a_number() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", 5)  # type: ignore[arg-type]
+
+
+def otlp_endpoint_ending_in_v1_trace() -> TracerProvider:
+    return setup_otlp("http://localhost:4318/v1/trace")
+
+
+def otlp_wrong_instrument_option() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", instrument_options={"capture_content": "maybe"})
+
+
+def otlp_instrument_options_as_text() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", instrument_options="capture_content=false")  # type: ignore[arg-type]
+
+
+def langfuse_key_as_a_number() -> TracerProvider:
+    return setup_langfuse("https://cloud.langfuse.com", 1234, SECRET)  # type: ignore[arg-type]
+
+
 # each bad setting, with a piece of the message that tells what to fix
 BAD_SETTINGS = [
     pytest.param(missing_langfuse_keys, "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"),
@@ -168,6 +192,14 @@ BAD_SETTINGS = [
     pytest.param(otlp_timeout_as_text, "timeout must be a positive number of seconds"),
     pytest.param(otlp_negative_shutdown_timeout, "shutdown_timeout must be a positive number"),
     pytest.param(otlp_metrics_option_as_text, "metrics must be True, False or None"),
+    pytest.param(otlp_endpoint_as_a_number, "endpoint= must be a string, a URL such as"),
+    pytest.param(otlp_headers_as_a_number, "headers= must be a dict of header names to values"),
+    pytest.param(otlp_endpoint_ending_in_v1_trace, "endpoint= ends with /v1/trace, a path no"),
+    pytest.param(
+        otlp_wrong_instrument_option, "instrument_options: capture_content must be true or false"
+    ),
+    pytest.param(otlp_instrument_options_as_text, "instrument_options must be a dict"),
+    pytest.param(langfuse_key_as_a_number, "public_key= must be a string"),
 ]
 
 

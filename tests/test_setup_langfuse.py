@@ -3,11 +3,13 @@ host, bad input, no metrics."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 from livekit_otel_dev.otlp_receiver import OtlpReceiver, refused_url
 
+from livekit_otel import config
 from livekit_otel.setup import installed as setup_state
 from livekit_otel.setup.endpoints import (
     resolve_langfuse_target,
@@ -156,3 +158,46 @@ def test_langfuse_sends_no_metrics(otlp_receiver: OtlpReceiver, plugin: PluginSt
 
     assert setup_state.installed_meter_provider() is None
     assert plugin.meters == []
+
+
+# --- typos and defaults -------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_warning_given_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "_warned_environment", set())
+
+
+@pytest.mark.usefixtures("no_warning_given_yet")
+def test_a_misspelt_langfuse_variable_is_one_warning_naming_the_right_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LANGFUSE_HOTS", "https://langfuse.example")
+
+    with caplog.at_level(logging.INFO, logger="livekit_otel"):
+        setup_langfuse(None, PUBLIC, SECRET)
+
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "LANGFUSE_HOTS" in warning and "did you mean LANGFUSE_HOST?" in warning
+    (info,) = [r.getMessage() for r in caplog.records if "no Langfuse host given" in r.getMessage()]
+    assert "https://cloud.langfuse.com" in info
+
+
+@pytest.mark.usefixtures("no_warning_given_yet")
+def test_langfuse_sdk_variables_and_unrelated_ones_give_no_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, otlp_receiver: OtlpReceiver
+) -> None:
+    monkeypatch.setenv("LANGFUSE_DEBUG", "true")
+    monkeypatch.setenv("LANGFUSE_SAMPLE_RATE", "0.5")
+    monkeypatch.setenv("LANGFUSE_MY_TEAM_SETTING", "x")
+
+    with caplog.at_level(logging.INFO, logger="livekit_otel"):
+        setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "no Langfuse host given" not in caplog.text
+
+
+def test_a_langfuse_host_with_a_misspelt_traces_path_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"^host= ends with /v1/trace"):
+        setup_langfuse("https://cloud.langfuse.com/api/public/otel/v1/trace", PUBLIC, SECRET)

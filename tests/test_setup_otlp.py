@@ -330,3 +330,51 @@ def test_provider_is_handed_to_the_plugin_with_instrument_options(
     with_options = setup_otlp(otlp_receiver.url, instrument_options={"capture_content": False})
 
     assert plugin.calls == [(plain, {}), (with_options, {"capture_content": False})]
+
+
+# --- arguments of the wrong type, paths no receiver serves, where spans go ------------------
+
+
+def test_headers_given_as_text_are_read_like_the_headers_variable(
+    otlp_receiver: OtlpReceiver,
+) -> None:
+    emit_span(setup_otlp(otlp_receiver.url, "x-api-key=k1,x-team=voice"))  # type: ignore[arg-type]
+
+    (span,) = otlp_receiver.wait_for_spans(1)
+    assert (span.headers["x-api-key"], span.headers["x-team"]) == ("k1", "voice")
+
+
+@pytest.mark.parametrize("path", ["/v1/trace", "/v1/span", "/v1/spans", "/v1/traces/v1/traces"])
+def test_a_traces_variable_with_a_path_no_receiver_serves_is_named(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318" + path)
+
+    with pytest.raises(ValueError, match=rf"^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ends with {path}"):
+        setup_otlp()
+
+
+def test_a_metrics_variable_ending_in_v1_metric_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://collector:4318/v1/metric")
+
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_METRICS_ENDPOINT ends with /v1/"):
+        setup_otlp()
+
+
+def test_with_no_endpoint_anywhere_one_info_line_says_where_spans_go(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="livekit_otel"):
+        setup_otlp(metrics=False)
+
+    (line,) = [r.getMessage() for r in caplog.records if "no endpoint given" in r.getMessage()]
+    assert "http://localhost:4318/v1/traces" in line
+
+
+def test_an_endpoint_given_logs_no_default_line(
+    otlp_receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="livekit_otel"):
+        setup_otlp(otlp_receiver.url)
+
+    assert "no endpoint given" not in caplog.text

@@ -23,8 +23,9 @@ same backend's ``/v1/metrics`` unless ``metrics=False`` or ``OTEL_METRICS_EXPORT
     setup_otlp("http://localhost:4318")     # or only OTEL_EXPORTER_OTLP_* variables
     installed_meter_provider()              # the MeterProvider it built
 
-A Prometheus endpoint (``pip install 'livekit-otel[prometheus]'``; it serves the metrics
-of its own process, so run LiveKit jobs in threads or use OTLP to a Collector)::
+A Prometheus endpoint (the ``prometheus`` extra: ``pip install -e '.[prometheus]'`` in a
+clone of livekit-otel; it serves the metrics of its own process, so run LiveKit jobs in
+threads or use OTLP to a Collector)::
 
     setup_prometheus(port=9464)             # http://127.0.0.1:9464/metrics
 

@@ -67,6 +67,31 @@ LANGFUSE_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
 LANGFUSE_SECRET_KEY = "LANGFUSE_SECRET_KEY"
 LANGFUSE_HOST = "LANGFUSE_HOST"
 LANGFUSE_BASE_URL = "LANGFUSE_BASE_URL"
+# the variables Langfuse's own SDK reads: a LANGFUSE_* variable close to one of these but not
+# one of them is most likely a typo (LANGFUSE_HOTS)
+LANGFUSE_VARIABLES = frozenset(
+    {
+        LANGFUSE_PUBLIC_KEY,
+        LANGFUSE_SECRET_KEY,
+        LANGFUSE_HOST,
+        LANGFUSE_BASE_URL,
+        "LANGFUSE_RELEASE",
+        "LANGFUSE_TRACING_ENVIRONMENT",
+        "LANGFUSE_TRACING_ENABLED",
+        "LANGFUSE_DEBUG",
+        "LANGFUSE_SAMPLE_RATE",
+        "LANGFUSE_TIMEOUT",
+        "LANGFUSE_FLUSH_AT",
+        "LANGFUSE_FLUSH_INTERVAL",
+        "LANGFUSE_MEDIA_UPLOAD_ENABLED",
+        "LANGFUSE_MEDIA_UPLOAD_THREAD_COUNT",
+        "LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS",
+    }
+)
+# last path segments after /v1/ that look like a signal path but are none: no OTLP receiver
+# serves them, so every export would be a 404
+_SIGNALS = ("traces", "metrics", "logs")
+_WRONG_SIGNALS = frozenset({"trace", "span", "spans", "tracing", "metric", "log"})
 
 _GRPC_PORT = 4317
 _HEADERS_FORMAT_HINT = (
@@ -159,6 +184,7 @@ def resolve_otlp_target(
     (``http://localhost:4318/v1/traces``, no headers). ``headers={}`` sends no headers
     even when ``OTEL_EXPORTER_OTLP_HEADERS`` is set.
     """
+    _check_text(endpoint, "endpoint=", "a URL such as 'http://localhost:4318'")
     url = _resolve_otlp_url(endpoint, environ)
     resolved = _env_headers(environ) if headers is None else _checked_headers(headers, "headers=")
     return ExportTarget(url=url, headers=MappingProxyType(resolved))
@@ -185,6 +211,7 @@ def resolve_otlp_metrics_target(
     The arguments are ``setup_otlp``'s own: an ``endpoint`` or ``headers`` given there
     apply to the metrics too, so both signals go to one backend.
     """
+    _check_text(endpoint, "endpoint=", "a URL such as 'http://localhost:4318'")
     url, from_traces_variable = _resolve_metrics_url(endpoint, environ)
     if headers is not None:
         resolved = _checked_headers(headers, "headers=")
@@ -202,6 +229,7 @@ def resolve_prometheus_address(
     """The host and port ``setup_prometheus`` serves on: arguments, else
     ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``OTEL_EXPORTER_PROMETHEUS_PORT``, else
     ``127.0.0.1:9464``. Port 0 lets the system pick a free port."""
+    _check_text(host, "host=", "a host name or IP address such as '127.0.0.1'")
     if port is None:
         raw = environ.get(PROMETHEUS_PORT, "").strip()
         if raw:
@@ -253,6 +281,9 @@ def resolve_langfuse_target(
     (``https://cloud.langfuse.com``) as in Langfuse's own SDK. Raises ``ValueError``
     naming every missing key.
     """
+    _check_text(host, "host=", "a URL such as 'https://cloud.langfuse.com'")
+    _check_text(public_key, "public_key=", "the Langfuse public key ('pk-lf-...')")
+    _check_text(secret_key, "secret_key=", "the Langfuse secret key ('sk-lf-...')")
     public = _setting(public_key, environ, LANGFUSE_PUBLIC_KEY)
     secret = _setting(secret_key, environ, LANGFUSE_SECRET_KEY)
     missing = [
@@ -284,6 +315,13 @@ def _resolve_otlp_url(endpoint: str | None, environ: Mapping[str, str]) -> str:
         return urlunsplit(_checked_url(full, OTLP_TRACES_ENDPOINT))
     base = environ.get(OTLP_ENDPOINT, "").strip()
     if not base:
+        logger.info(
+            "livekit-otel: no endpoint given (endpoint=, %s or %s), so spans go to %s, "
+            "where a local OpenTelemetry Collector listens",
+            OTLP_ENDPOINT,
+            OTLP_TRACES_ENDPOINT,
+            DEFAULT_OTLP_ENDPOINT + TRACES_PATH,
+        )
         return DEFAULT_OTLP_ENDPOINT + TRACES_PATH
     parts = _checked_url(base, OTLP_ENDPOINT)
     if parts.path.rstrip("/").endswith(TRACES_PATH):
@@ -387,6 +425,15 @@ def _langfuse_host(host: str | None, environ: Mapping[str, str]) -> tuple[str, s
         return base_url, LANGFUSE_BASE_URL
     if legacy:
         return legacy, LANGFUSE_HOST
+    logger.info(
+        "livekit-otel: no Langfuse host given (host=, %s or %s), so spans go to Langfuse "
+        "Cloud at %s; set %s for another region (https://us.cloud.langfuse.com) or a "
+        "self-hosted Langfuse",
+        LANGFUSE_BASE_URL,
+        LANGFUSE_HOST,
+        DEFAULT_LANGFUSE_HOST,
+        LANGFUSE_HOST,
+    )
     return DEFAULT_LANGFUSE_HOST, "the default Langfuse host"
 
 
@@ -407,6 +454,7 @@ def _checked_url(url: str, source: str, warn: bool = True) -> SplitResult:
         raise ValueError(f"{source} has an invalid port number") from None
     if not parts.hostname:
         raise ValueError(f"{source} has no host name")
+    _check_signal_path(parts.path, source)
     if warn and port == _GRPC_PORT:
         logger.warning(
             "%s uses port %d, the OTLP/gRPC port; livekit-otel sends OTLP/HTTP, "
@@ -415,6 +463,23 @@ def _checked_url(url: str, source: str, warn: bool = True) -> SplitResult:
             _GRPC_PORT,
         )
     return parts
+
+
+def _check_signal_path(path: str, source: str) -> None:
+    """Reject a path no OTLP receiver serves: ``/v1/trace``, ``/v1/spans``, ``/v1/metric``,
+    or ``/v1/traces`` twice. The error names the setting and the path, never the host."""
+    segments = [segment for segment in path.split("/") if segment]
+    wrong = ""
+    if len(segments) >= 2 and segments[-2] == "v1" and segments[-1].lower() in _WRONG_SIGNALS:
+        wrong = "/v1/" + segments[-1]
+    elif path.rstrip("/").endswith(TRACES_PATH + TRACES_PATH):
+        wrong = TRACES_PATH + TRACES_PATH
+    if wrong:
+        raise ValueError(
+            f"{source} ends with {wrong}, a path no OTLP receiver serves (every export would "
+            f"be refused): give the base URL (such as http://localhost:4318) or the full URL "
+            f"ending in /v1/traces (/v1/metrics for metrics)"
+        )
 
 
 def _env_headers(
@@ -429,8 +494,28 @@ def _env_headers(
     return {}
 
 
-def _checked_headers(headers: Mapping[str, str], source: str) -> dict[str, str]:
-    """A lower-cased copy of explicit ``headers`` after checking names and values."""
+def _check_text(value: object, source: str, accepted: str) -> None:
+    """Reject an argument that is neither ``None`` nor a string, naming what it takes.
+
+    The value itself is not repeated: it may be a key.
+    """
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{source} must be a string, {accepted}, not a {type(value).__name__}")
+
+
+def _checked_headers(headers: object, source: str) -> dict[str, str]:
+    """A lower-cased copy of explicit ``headers`` after checking names and values.
+
+    A string is read as ``OTEL_EXPORTER_OTLP_HEADERS`` is (``'name=value,name2=value2'``).
+    """
+    if isinstance(headers, str):
+        return parse_otlp_headers(headers, source)
+    if not isinstance(headers, Mapping):
+        raise ValueError(
+            f"{source} must be a dict of header names to values, such as "
+            f"{{'x-api-key': 'KEY'}} (or a string 'x-api-key=KEY,x-team=NAME'), "
+            f"not a {type(headers).__name__}"
+        )
     checked: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):

@@ -9,8 +9,9 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
+from livekit_otel.config import warn_unknown_environment
 from livekit_otel.recording.registry import DEFAULT_SHUTDOWN_TIMEOUT
-from livekit_otel.setup.endpoints import resolve_langfuse_target
+from livekit_otel.setup.endpoints import LANGFUSE_VARIABLES, resolve_langfuse_target
 from livekit_otel.setup.installed import install, never_failing_a_job
 from livekit_otel.setup.settings import setup_options
 
@@ -38,8 +39,10 @@ def setup_langfuse(
 
     Takes the same options as ``setup_otlp`` (but ``metrics``). Raises ``ValueError``
     naming every missing key, for a host without ``http://``/``https://`` and for swapped
-    keys; inside a running LiveKit job it logs one ERROR instead and returns
-    ``disabled_provider()``, as ``setup_otlp`` does.
+    keys, and for a URL path no receiver serves (``/v1/trace``). A ``LANGFUSE_*`` variable
+    close to a known name (``LANGFUSE_HOTS``) is one warning naming the right one; with no
+    host given, one INFO line says spans go to Langfuse Cloud. Inside a running LiveKit job
+    it logs one ERROR instead and returns ``disabled_provider()``, as ``setup_otlp`` does.
     """
 
     def build() -> TracerProvider:
@@ -51,6 +54,7 @@ def setup_langfuse(
             shutdown_timeout,
             instrument_options,
         )
+        warn_unknown_environment("LANGFUSE_", LANGFUSE_VARIABLES, only_close=True)
         target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
         return install(target, options, None)
 

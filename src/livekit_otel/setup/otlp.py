@@ -57,8 +57,14 @@ def setup_otlp(
     LiveKit job shutdown), ``instrument_options`` (keyword arguments for
     ``set_tracer_provider``).
 
+    ``headers`` may also be given as a string in the variable's format
+    (``"x-api-key=KEY,x-team=NAME"``).
+
     Raises ``ValueError`` for a URL without ``http://``/``https://`` (the metrics URL
-    included), malformed headers or a timeout that is not a positive number of seconds.
+    included) or with a path no receiver serves (``/v1/trace``, ``/v1/spans``), an argument
+    of the wrong type, malformed headers, a timeout that is not a positive number of
+    seconds, or ``instrument_options`` that ``instrument()`` would refuse. With no endpoint
+    given anywhere, one INFO line says spans go to ``http://localhost:4318``.
     Inside a running LiveKit job it raises nothing: it logs one ERROR that says what to
     fix and returns a provider that records and exports nothing (``disabled_provider``),
     and the job runs untraced.

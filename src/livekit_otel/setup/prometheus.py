@@ -27,7 +27,8 @@ from livekit_otel.setup.settings import attributes_digest, build_resource, diges
 
 logger = logging.getLogger(__name__)
 
-PROMETHEUS_EXTRA = "livekit-otel[prometheus]"
+# livekit-otel is installed from a clone (it is not on PyPI): the extra's install line
+PROMETHEUS_INSTALL = "pip install -e '.[prometheus]'"
 
 
 def setup_prometheus(
@@ -41,9 +42,10 @@ def setup_prometheus(
 ) -> MeterProvider:
     """Serve livekit-otel's metrics at ``http://{host}:{port}/metrics`` for Prometheus.
 
-    Needs the ``prometheus`` extra (``pip install 'livekit-otel[prometheus]'``): it uses
-    OpenTelemetry's Prometheus exporter, on a registry of its own where the exporter
-    release allows one (0.63b1 on; older ones share prometheus_client's global registry).
+    Needs the ``prometheus`` extra (from a clone of livekit-otel: ``pip install -e
+    '.[prometheus]'``): it uses OpenTelemetry's Prometheus exporter, on a registry of its
+    own where the exporter release allows one (0.63b1 on; older ones share
+    prometheus_client's global registry).
     ``port`` and ``host`` default to ``OTEL_EXPORTER_PROMETHEUS_PORT`` /
     ``OTEL_EXPORTER_PROMETHEUS_HOST``, else ``9464`` on ``127.0.0.1``; pass
     ``host="0.0.0.0"`` for a Prometheus on another machine or container. Returns the meter
@@ -85,12 +87,12 @@ def setup_prometheus(
         raise
 
 
-class _PortInUseError(OSError):
-    """The Prometheus port is taken; the message says what to do."""
+class PrometheusPortInUseError(OSError):
+    """The Prometheus port is taken; the message says what to do (an ``OSError``)."""
 
 
-class _MissingExtraError(ImportError):
-    """The ``prometheus`` extra is not installed; the message names it."""
+class PrometheusExtraMissingError(ImportError):
+    """The ``prometheus`` extra is not installed; the message says how to install it."""
 
 
 _JOB_PROCESS_ADVICE = (
@@ -108,7 +110,7 @@ def _unserved_job(error: Exception, level: int) -> MeterProvider:
     ``level`` is ERROR in a LiveKit job process (its sessions' metrics are lost) and INFO
     in another child process (LiveKit's inference process runs no session).
     """
-    if isinstance(error, (ValueError, _PortInUseError, _MissingExtraError)):
+    if isinstance(error, (ValueError, PrometheusPortInUseError, PrometheusExtraMissingError)):
         problem = str(error)
     else:
         problem = f"unexpected {type(error).__name__} while starting the endpoint"
@@ -118,7 +120,9 @@ def _unserved_job(error: Exception, level: int) -> MeterProvider:
     else:
         where = "LiveKit job process, so the metrics of its sessions are not scraped"
         advice = (
-            _JOB_PROCESS_ADVICE if isinstance(error, _PortInUseError) and is_job_process() else ""
+            _JOB_PROCESS_ADVICE
+            if isinstance(error, PrometheusPortInUseError) and is_job_process()
+            else ""
         )
     logger.log(
         level,
@@ -193,7 +197,7 @@ def _start_endpoint(host: str, port: int, resource: Resource, fingerprint: str) 
     except OSError as error:
         provider.shutdown()
         if error.errno == errno.EADDRINUSE:
-            raise _PortInUseError(
+            raise PrometheusPortInUseError(
                 errno.EADDRINUSE,
                 f"port {port} on {host} is already in use, so livekit-otel cannot serve "
                 f"metrics there: another program (or another worker, or this worker's own "
@@ -230,9 +234,11 @@ def _prometheus_exporter() -> tuple[Any, Any, Callable[..., Any]]:
         exporter = importlib.import_module("opentelemetry.exporter.prometheus")
         client = importlib.import_module("prometheus_client")
     except ImportError as error:
-        raise _MissingExtraError(
-            f"setup_prometheus needs the Prometheus exporter: pip install '{PROMETHEUS_EXTRA}' "
-            f"(missing: {error.name})"
+        raise PrometheusExtraMissingError(
+            f"setup_prometheus needs the Prometheus exporter (missing: {error.name}): install "
+            f"livekit-otel's 'prometheus' extra, from your clone of livekit-otel: "
+            f"{PROMETHEUS_INSTALL} (or pip install opentelemetry-exporter-prometheus "
+            f"prometheus-client)"
         ) from error
     reader_class = exporter.PrometheusMetricReader
     if "registry" in inspect.signature(reader_class).parameters:

@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.util.types import AttributeValue
 
+from livekit_otel.config import InvalidOptionError, resolve_options
 from livekit_otel.setup.endpoints import ExportTarget
 
 DEFAULT_SERVICE_NAME = "livekit-agent"
@@ -40,7 +41,23 @@ def setup_options(
     shutdown_timeout: float,
     instrument_options: Mapping[str, Any] | None,
 ) -> SetupOptions:
-    """Check the shared options and bundle them."""
+    """Check the shared options and bundle them.
+
+    ``instrument_options`` are checked as ``instrument()`` checks them, so a wrong one
+    fails the setup call (at import or worker start) rather than the first session.
+    """
+    if service_name is not None and not isinstance(service_name, str):
+        raise ValueError(
+            f"service_name must be a string such as 'my-agent', not a {type(service_name).__name__}"
+        )
+    if resource_attributes is not None and not isinstance(resource_attributes, Mapping):
+        raise ValueError(
+            "resource_attributes must be a dict of attribute names to values, such as "
+            f"{{'deployment.environment': 'prod'}}, not a {type(resource_attributes).__name__}"
+        )
+    if not isinstance(set_global, bool):
+        raise ValueError(f"set_global must be True or False, not {set_global!r}")
+    _check_instrument_options(instrument_options)
     if timeout is not None and not _positive_seconds(timeout):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if not _positive_seconds(shutdown_timeout):
@@ -55,6 +72,26 @@ def setup_options(
         shutdown_timeout=shutdown_timeout,
         instrument_options=instrument_options,
     )
+
+
+def _check_instrument_options(instrument_options: object) -> None:
+    """``instrument_options`` as ``instrument()`` would take them, or a ``ValueError``."""
+    if instrument_options is None:
+        return
+    if not isinstance(instrument_options, Mapping):
+        raise ValueError(
+            "instrument_options must be a dict of instrument() options, such as "
+            f"{{'capture_content': False}}, not a {type(instrument_options).__name__}"
+        )
+    options = {
+        name: value
+        for name, value in instrument_options.items()
+        if name not in ("tracer_provider", "meter_provider")
+    }
+    try:
+        resolve_options(**options)
+    except InvalidOptionError as error:
+        raise ValueError(f"instrument_options: {error}") from None
 
 
 def _positive_seconds(value: object) -> bool:
