@@ -11,10 +11,15 @@ barges in on.
 
 Where the trace goes:
 - ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` set: to Langfuse (``setup_langfuse``);
-- ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set: to that OTLP backend;
-- otherwise (the embedded default): an OTLP JSON file under ``traces/``, and the
-  terminal shows the span tree and the per-turn latency table, printed by livekit-otel's
-  own console (``livekit_otel.terminal``, what ``setup_console()`` prints for your agent).
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set: to that OTLP backend
+  (Arize Phoenix, Jaeger, a Collector), traces only, in the Phoenix project
+  ``livekit-otel-demo`` (resource attribute ``openinference.project.name``, unless
+  ``OTEL_RESOURCE_ATTRIBUTES`` names another);
+- otherwise (the embedded default): an OTLP JSON file under ``traces/`` (``setup_file``;
+  ``python -m livekit_otel.view FILE`` shows it again), and the terminal shows the span
+  tree and the per-turn latency table, printed by livekit-otel's own console
+  (``livekit_otel.terminal``, what ``setup_console()`` prints for your agent).
+The demo sends no metrics (Phoenix and Jaeger take none): see docs/metrics.md for those.
 
 Run it with ``make demo`` or ``python examples/offline_demo.py [--realtime]``.
 """
@@ -30,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-from livekit_otel_dev.jsonfile import OtlpJsonFileExporter
 from livekit_otel_dev.realtime import (
     RealtimeReply,
     RealtimeTurn,
@@ -47,12 +51,12 @@ from livekit_otel_dev.scripted import (
     run_scripted_session,
     scripted_session_options,
 )
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from livekit_otel import set_tracer_provider, setup_langfuse, setup_otlp
+from livekit_otel import setup_file, setup_langfuse, setup_otlp
+from livekit_otel.setup.endpoints import redact_url, resolve_langfuse_target, resolve_otlp_target
 from livekit_otel.terminal import attach_console
 
 # The script's delays, in seconds; they really elapse. The user's silence is how long
@@ -114,7 +118,7 @@ class ExportErrors(logging.Handler):
     """Counts the errors exporters log, one per batch they could not deliver."""
 
     # the OTLP exporters log on loggers under the first, the JSON-file exporter on the second
-    LOGGERS = ("opentelemetry.exporter", "livekit_otel_dev.jsonfile")
+    LOGGERS = ("opentelemetry.exporter", "livekit_otel.setup.jsonfile")
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -137,22 +141,33 @@ def _traces(spans: tuple[ReadableSpan, ...]) -> str:
     return f"{count} trace" if count == 1 else f"{count} traces"
 
 
-def _configure(name: str) -> tuple[TracerProvider, OtlpJsonFileExporter | None, str]:
+SERVICE = "livekit-otel-demo"
+PROJECT = "openinference.project.name"  # the Phoenix project the spans are filed under
+
+
+def _configure(name: str) -> tuple[TracerProvider, str, Path | None]:
+    """The provider livekit-otel traces the call to, where its spans go (for the summary),
+    and the file they are written to, if any."""
     if os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY"):
-        return setup_langfuse(service_name="livekit-otel-demo"), None, "Langfuse"
+        url = resolve_langfuse_target(None, None, None, os.environ).url
+        provider = setup_langfuse(service_name=SERVICE)
+        return provider, f"sent to Langfuse ({redact_url(url)})", None
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
-        return setup_otlp(service_name="livekit-otel-demo"), None, "the OTLP endpoint"
+        url = resolve_otlp_target(None, None, os.environ).url
+        attributes = (
+            {} if PROJECT in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "") else {PROJECT: SERVICE}
+        )
+        provider = setup_otlp(service_name=SERVICE, resource_attributes=attributes, metrics=False)
+        project = attributes.get(PROJECT, "named by OTEL_RESOURCE_ATTRIBUTES")
+        return provider, f"sent to {redact_url(url)} (Phoenix project: {project})", None
     folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
     path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
-    exporter = OtlpJsonFileExporter(path)
-    provider = TracerProvider(resource=Resource.create({"service.name": "livekit-otel-demo"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider = setup_file(path, service_name=SERVICE)
     # the span tree and latency table of each session, as setup_console() prints them
     attach_console(provider, stream=sys.stdout)
-    set_tracer_provider(provider)
-    return provider, exporter, str(path)
+    return provider, f"written as OTLP JSON to {path}", path
 
 
 async def run_demo_call() -> list[float]:
@@ -191,7 +206,7 @@ def _ms(seconds: float) -> str:
 async def main(realtime: bool = False) -> int:
     """Run the scripted call and show where its trace went; non-zero if an export failed."""
     errors = ExportErrors().attach()
-    provider, exporter, destination = _configure("demo-realtime" if realtime else "demo")
+    provider, destination, file = _configure("demo-realtime" if realtime else "demo")
     collected = InMemorySpanExporter()  # the demo's own copy, for the summary below
     provider.add_span_processor(SimpleSpanProcessor(collected))
     if realtime:
@@ -223,14 +238,13 @@ async def main(realtime: bool = False) -> int:
     summary = f"{len(spans)} spans in {_traces(spans)}"
     if errors.count:
         print(
-            f"{summary}, but exporting to {destination} FAILED: {errors.count} export "
+            f"{summary}, to be {destination}, but exporting FAILED: {errors.count} export "
             f"error(s) logged, the first: {errors.first}"
         )
         return 1
-    if exporter is None:
-        print(f"{summary} exported to {destination}.")
-        return 0
-    print(f"{summary}, written as OTLP JSON to {destination}")
+    print(f"{summary} {destination}; no metrics sent.")
+    if file is not None:
+        print(f"Show it again: python -m livekit_otel.view {file}")
     return 0
 
 

@@ -29,6 +29,10 @@ threads or use OTLP to a Collector)::
 
     setup_prometheus(port=9464)             # http://127.0.0.1:9464/metrics
 
+A file of OTLP/JSON lines, no backend (read it with ``python -m livekit_otel.view FILE``)::
+
+    setup_file("traces/agent.jsonl")        # or LIVEKIT_OTEL_FILE=traces/agent.jsonl
+
 An existing provider::
 
     from livekit_otel import LiveKitAgentsInstrumentor
@@ -65,6 +69,7 @@ from .instrumentor import (
 )
 from .mapping.redaction import redact_pii
 from .recording.updates import update_session
+from .setup.file import setup_file
 from .setup.installed import installed_meter_provider
 from .setup.langfuse import setup_langfuse
 from .setup.otlp import setup_otlp
@@ -82,6 +87,7 @@ __all__ = [
     "set_meter_provider",
     "set_tracer_provider",
     "setup_console",
+    "setup_file",
     "setup_langfuse",
     "setup_otlp",
     "setup_prometheus",

@@ -32,7 +32,8 @@ working. ``setup_prometheus`` follows the same rule in every process LiveKit sta
 job, where module-level code runs again (see its docstring for the Prometheus port).
 
 Modules: ``otlp`` (``setup_otlp``), ``langfuse`` (``setup_langfuse``), ``prometheus``
-(``setup_prometheus`` and its HTTP endpoint), ``installed`` (what is installed, the hand-off
+(``setup_prometheus`` and its HTTP endpoint), ``file`` (``setup_file``) and ``jsonfile`` (its
+OTLP/JSON-lines exporter), ``installed`` (what is installed, the hand-off
 to the instrumentor, the never-fail-a-job rule), ``settings`` (shared options, resource),
 ``exporters`` (the OTLP exporters and providers), ``endpoints`` (URLs, headers, addresses).
 """

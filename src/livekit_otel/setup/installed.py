@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
@@ -129,10 +130,20 @@ def _untraced_job(function: str, error: Exception) -> TracerProvider:
     return disabled_provider()
 
 
+TracerFactory = Callable[[ExportTarget, Resource, "float | None"], TracerProvider]
+
+
 def install(
-    target: ExportTarget, options: SetupOptions, metrics_target: ExportTarget | None
+    target: ExportTarget,
+    options: SetupOptions,
+    metrics_target: ExportTarget | None,
+    build_tracer: TracerFactory | None = None,
 ) -> TracerProvider:
-    """Install providers for ``target``, or keep those already built for the same settings."""
+    """Install providers for ``target``, or keep those already built for the same settings.
+
+    ``build_tracer(target, resource, timeout)`` builds the tracer provider (by default an
+    OTLP/HTTP one; ``setup_file`` passes its file provider).
+    """
     global _installed
     resource = build_resource(options.service_name, options.resource_attributes)
     digest = fingerprint(target, resource, options, metrics_target)
@@ -141,7 +152,8 @@ def install(
         if previous is not None and previous.fingerprint == digest:
             installed = previous
         else:
-            provider = build_provider(target, resource, options.timeout)
+            build = build_tracer if build_tracer is not None else build_provider
+            provider = build(target, resource, options.timeout)
             meter_provider = None
             if metrics_target is not None and _served is None:
                 meter_provider = build_meter_provider(metrics_target, resource, options.timeout)
