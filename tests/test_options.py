@@ -4,7 +4,9 @@ what is accepted; strings parsed as the environment variables are; unknown varia
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +161,25 @@ def test_known_variables_give_no_warning(
         resolve_options()
 
     assert caplog.records == []
+
+
+def test_every_variable_the_project_reads_is_known() -> None:
+    root = Path(__file__).resolve().parents[1]
+    sources = [
+        *root.joinpath("src").rglob("*.py"),
+        *root.joinpath("devkit").rglob("*.py"),
+        *root.joinpath("scripts").glob("*"),
+        *root.joinpath("examples").glob("*.py"),
+        *root.joinpath("docs").glob("*.md"),
+        root / "README.md",
+        root / "Makefile",
+    ]
+    named = {
+        name
+        for path in sources
+        if path.is_file()
+        for name in re.findall(r"LIVEKIT_OTEL_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="ignore"))
+    }
+
+    # a new variable must be added to config.KNOWN_ENVIRONMENT, or users setting it are warned
+    assert named - config.KNOWN_ENVIRONMENT == set()

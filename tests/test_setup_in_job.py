@@ -177,6 +177,10 @@ def otlp_instrument_options_as_text() -> TracerProvider:
     return setup_otlp("http://localhost:4318", instrument_options="capture_content=false")  # type: ignore[arg-type]
 
 
+def otlp_tracer_provider_in_instrument_options() -> TracerProvider:
+    return setup_otlp("http://localhost:4318", instrument_options={"tracer_provider": object()})
+
+
 def langfuse_key_as_a_number() -> TracerProvider:
     return setup_langfuse("https://cloud.langfuse.com", 1234, SECRET)  # type: ignore[arg-type]
 
@@ -200,6 +204,9 @@ BAD_SETTINGS = [
     ),
     pytest.param(otlp_instrument_options_as_text, "instrument_options must be a dict"),
     pytest.param(langfuse_key_as_a_number, "public_key= must be a string"),
+    pytest.param(
+        otlp_tracer_provider_in_instrument_options, "instrument_options cannot hold tracer_provider"
+    ),
 ]
 
 

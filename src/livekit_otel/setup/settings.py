@@ -83,10 +83,13 @@ def _check_instrument_options(instrument_options: object) -> None:
             "instrument_options must be a dict of instrument() options, such as "
             f"{{'capture_content': False}}, not a {type(instrument_options).__name__}"
         )
+    if "tracer_provider" in instrument_options:
+        raise ValueError(
+            "instrument_options cannot hold tracer_provider: the setup function builds the "
+            "tracer provider (to use your own, call livekit_otel.set_tracer_provider instead)"
+        )
     options = {
-        name: value
-        for name, value in instrument_options.items()
-        if name not in ("tracer_provider", "meter_provider")
+        name: value for name, value in instrument_options.items() if name != "meter_provider"
     }
     try:
         resolve_options(**options)
