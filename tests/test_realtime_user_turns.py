@@ -120,3 +120,17 @@ def test_the_silence_window_is_counted_as_end_of_turn_latency(call: Call) -> Non
     for utterance in call.utterances:
         turn = call.reply_to(utterance)
         assert turn["lk.turn.latency.end_of_turn"] >= SILENCE_MS / 1000
+
+
+async def test_a_typed_realtime_turn_lasts_until_the_server_has_the_message() -> None:
+    model = ScriptedRealtimeModel(chat_ctx_update_delay=0.15)
+    with instrumented() as tracing:
+        conversation = RealtimeConversation(model=model)
+        await conversation.start()
+        await conversation.user_types("hello by text")
+        run = await conversation.aclose()
+        tree = tracing.tree()
+    sent, acknowledged = run.stamps("chat_ctx.update")[-1], run.stamps("chat_ctx.updated")[-1]
+    (turn,) = tree.named("user_turn")
+    assert (turn.start_time or 0) / 1e9 == pytest.approx(sent.at, abs=0.05)
+    assert (turn.end_time or 0) / 1e9 == pytest.approx(acknowledged.at, abs=0.05)

@@ -568,6 +568,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         transcription_model: str = "gpt-4o-transcribe",
         silence_duration_ms: int = 0,
         stop_delay: float = 0.0,
+        chat_ctx_update_delay: float = 0.0,
         **capabilities: bool,
     ) -> None:
         super().__init__(capabilities=realtime_capabilities(**capabilities))
@@ -586,6 +587,9 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         """Where OpenAI's plugin keeps its options (`turn_detection.silence_duration_ms`)."""
         self.stop_delay = stop_delay
         """Seconds the server's `speech_stopped` comes after its silence window (buffering)."""
+        self.chat_ctx_update_delay = chat_ctx_update_delay
+        """Seconds `update_chat_ctx` takes (the server acknowledging the items it was sent);
+        each call is stamped `chat_ctx.update` (its start) and `chat_ctx.updated`."""
         self.sessions: list[ScriptedRealtimeSession] = []
         """Every session LiveKit opened, newest last."""
         self.responses: list[RealtimeResponse] = []
@@ -710,6 +714,11 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
 
     async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
         self.chat_ctx_updates += 1
+        delay = self._scripted.chat_ctx_update_delay
+        if delay > 0:
+            self._scripted.stamp("chat_ctx.update", None)
+            await asyncio.sleep(delay)
+            self._scripted.stamp("chat_ctx.updated", None)
         self._chat_ctx = chat_ctx.copy()
 
     async def update_tools(self, tools: list[Any]) -> None:
