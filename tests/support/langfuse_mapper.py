@@ -22,8 +22,9 @@ and total aliases and kept every other key, cache reads included, as a bucket of
 Only the branches a LiveKit voice agent can reach are modelled: those of other
 frameworks' scopes (Vercel AI SDK ``ai``, Genkit, Flue, pydantic-ai, Google ADK) and the
 input/output sources of other frameworks (Logfire ``prompt``, MLflow, Traceloop) are
-left out. Trace-level fields come from the trace's root span; other spans that carry
-trace attributes (every span carries ``session.id``) only fill fields still empty.
+left out. Trace-level fields come from the trace's root span and from every other span
+that carries a trace key, merged as ``worker/src/services/IngestionService`` merges trace
+events (see ``_update_trace``); the spans are taken as one batch, in start order.
 
 Usage::
 
@@ -186,6 +187,34 @@ _KNOWN_USAGE_KEYS = frozenset(
     + _AUDIO_OUTPUT_KEYS
 )
 
+# keys Langfuse could take input or output from; it drops them all from an observation's
+# metadata (extractInputAndOutput's potentialInputOutputKeys, the ones a LiveKit agent can
+# reach), whichever one it used
+_IO_KEYS = frozenset(
+    {
+        "langfuse.trace.input",
+        "langfuse.trace.output",
+        "langfuse.observation.input",
+        "langfuse.observation.output",
+        "lk.input_text",
+        "lk.user_transcript",
+        "lk.chat_ctx",
+        "lk.user_input",
+        "lk.function_tool.output",
+        "lk.response.text",
+        "input.value",
+        "output.value",
+        "input",
+        "output",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.system_instructions",
+    }
+)
+_IO_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages", "llm.output_messages")
+
 # zod's ``z.string().datetime({offset: true})``: a T-separated time with Z or an offset
 _ISO_WITH_OFFSET = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
@@ -219,6 +248,58 @@ class LangfuseObservation:
     end_ns: int
     attributes: dict[str, Any]
     """The span's attributes, unchanged (Langfuse keeps them as metadata)."""
+
+    @property
+    def input_usage(self) -> int:
+        """The input figure Langfuse shows: the sum of every usage key containing "input"."""
+        return sum(value for key, value in self.usage.items() if "input" in key.lower())
+
+    @property
+    def output_usage(self) -> int:
+        """The output figure: the sum of every usage key containing "output"."""
+        return sum(value for key, value in self.usage.items() if "output" in key.lower())
+
+    @property
+    def total_mismatch(self) -> bool:
+        """Whether Langfuse's worker would log "Sum of provided non-total usage_details
+        buckets exceeds provided total" (``warnOnUsageTotalMismatch``: by more than 1 %, at
+        least one token)."""
+        total = self.usage.get("total")
+        if total is None:
+            return False
+        buckets = sum(value for key, value in self.usage.items() if key != "total")
+        return buckets > total + max(1, total * 0.01)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The span attributes Langfuse keeps as the observation's metadata, as strings.
+
+        ``extractInputAndOutput`` drops every key it could take input or output from,
+        whichever it used; ``normalizeToolMetadataForObservation`` moves a list of tool
+        definitions (``gen_ai.tool.definitions``) into the input. The resource and scope,
+        which Langfuse keeps too, are left out: they are the user's, not the plugin's.
+        """
+        kept = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in self.attributes.items()
+            if key not in _IO_KEYS and not key.startswith(_IO_PREFIXES)
+        }
+        if tool_definitions(self.attributes):
+            kept.pop("gen_ai.tool.definitions", None)
+        return kept
+
+    @property
+    def io_size(self) -> int:
+        """Characters of the input and output Langfuse shows (tool definitions included)."""
+        size = sum(len(_as_text(value)) for value in (self.input, self.output) if value)
+        if tool_definitions(self.attributes):
+            size += len(_as_text(self.attributes["gen_ai.tool.definitions"]))
+        return size
+
+    @property
+    def metadata_size(self) -> int:
+        """Characters of the metadata Langfuse keeps: each key and its value."""
+        return sum(len(key) + len(value) for key, value in self.metadata.items())
 
 
 @dataclass(frozen=True)
@@ -337,6 +418,41 @@ def map_span(span: ReceivedSpan) -> tuple[LangfuseObservation, str | None]:
         attributes=dict(attributes),
     )
     return observation, reason
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def tool_definitions(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tools Langfuse lists for a generation, by name.
+
+    Langfuse moves ``gen_ai.tool.definitions`` out of the metadata into the input's
+    ``tools`` when every item is a definition with a name (flat, or OpenAI's
+    ``{"type": "function", "function": {...}}``); otherwise it lists none.
+    """
+    raw = attributes.get("gen_ai.tool.definitions")
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    if not isinstance(items, list):
+        return {}
+    tools: dict[str, dict[str, Any]] = {}
+    for item in items:
+        tool = json.loads(item) if isinstance(item, str) else item
+        flat = tool.get("function", tool) if isinstance(tool, dict) else {}
+        if not isinstance(flat, dict) or not flat.get("name"):
+            return {}
+        tools.setdefault(str(flat["name"]), flat)
+    return tools
+
+
+def metadata_ratio(view: LangfuseView) -> float:
+    """The call's metadata over its input and output, in characters, as Langfuse keeps them."""
+    metadata = sum(obs.metadata_size for obs in view.observations)
+    shown = sum(obs.io_size for obs in view.observations)
+    return metadata / shown if shown else float("inf")
 
 
 # -- type and name ------------------------------------------------------------------------
@@ -566,7 +682,7 @@ def provided_usage(attributes: Mapping[str, Any]) -> dict[str, float]:
     """
     explicit = attributes.get("langfuse.observation.usage_details")
     if explicit:
-        parsed = _json_object(explicit)
+        parsed = _json_object(explicit) if isinstance(explicit, str) else {}
         if parsed or explicit == "{}":
             return {key: value for key, value in parsed.items() if _number(value) is not None}
     raw: dict[str, float] = {}
@@ -679,15 +795,31 @@ def _environment(attributes: Mapping[str, Any], resource: Mapping[str, Any]) -> 
 
 
 def _update_trace(traces: dict[str, LangfuseTrace], span: ReceivedSpan) -> None:
+    """Merge one span's trace event into its trace, as Langfuse's ingestion does.
+
+    ``createTraceEvent``: a root span sends every trace field; any other span that carries
+    a trace key (``_TRACE_UPDATE_KEYS``, ``langfuse.trace.metadata.*``) sends its own
+    ``langfuse.trace.name``, user, session, tags, release, environment, metadata and
+    ``langfuse.trace.input`` / ``.output`` (only those two keys: no fallback); the worker
+    (``IngestionService.mergeTraceRecords``) applies the events in start-time order, each
+    defined value overwriting (a release left out is sent as null and overwrites too),
+    tags joined (Langfuse also sorts them; kept here in first-seen order), the
+    environment kept from the first event, and the input and output taken from the
+    latest event that has a truthy one. Spans without trace keys only create the
+    trace (with their environment) when it is new.
+    """
     attributes = span.attributes
+    new = span.trace_id not in traces
     trace = traces.setdefault(span.trace_id, LangfuseTrace(id=span.trace_id))
     is_root = not span.parent_span_id or str(
         attributes.get("langfuse.internal.as_root")
     ).lower() in ("true",)
-    environment = _environment(attributes, span.resource)
+    environment = _environment(attributes, span.resource) or "default"
     release = _text(attributes.get("langfuse.release")) or _text(
         span.resource.get("langfuse.release")
     )
+    if new:
+        trace.environment = environment
     if is_root:
         trace.has_root = True
         trace.name = _text(attributes.get("langfuse.trace.name")) or display_name(
@@ -695,17 +827,20 @@ def _update_trace(traces: dict[str, LangfuseTrace], span: ReceivedSpan) -> None:
         )
         trace.session_id = session_id(attributes) or trace.session_id
         trace.user_id = user_id(attributes) or trace.user_id
-        trace.tags = tags(attributes) or trace.tags
+        trace.tags = list(dict.fromkeys([*trace.tags, *tags(attributes)]))
         trace.metadata = {**trace.metadata, **metadata(attributes, "trace")}
-        trace.input, trace.output = input_output(attributes, trace_level=True)
-        trace.release = release or trace.release
-        trace.environment = environment or trace.environment
+        trace_input, trace_output = input_output(attributes, trace_level=True)
+        trace.input = trace_input or trace.input
+        trace.output = trace_output or trace.output
+        trace.release = release
         return
     if not _has_trace_updates(attributes):
         return
-    trace.name = trace.name or _text(attributes.get("langfuse.trace.name"))
-    trace.session_id = trace.session_id or session_id(attributes)
-    trace.user_id = trace.user_id or user_id(attributes)
-    trace.tags = trace.tags or tags(attributes)
-    trace.metadata = {**metadata(attributes, "trace"), **trace.metadata}
-    trace.release = trace.release or release
+    trace.name = _text(attributes.get("langfuse.trace.name")) or trace.name
+    trace.session_id = session_id(attributes) or trace.session_id
+    trace.user_id = user_id(attributes) or trace.user_id
+    trace.tags = list(dict.fromkeys([*trace.tags, *tags(attributes)]))
+    trace.metadata = {**trace.metadata, **metadata(attributes, "trace")}
+    trace.input = attributes.get("langfuse.trace.input") or trace.input
+    trace.output = attributes.get("langfuse.trace.output") or trace.output
+    trace.release = release

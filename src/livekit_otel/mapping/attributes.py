@@ -137,6 +137,7 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = _genai(
     "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS", "gen_ai.usage.cache_read.input_tokens"
 )
 GEN_AI_RESPONSE_ID: Final = _genai("GEN_AI_RESPONSE_ID", "gen_ai.response.id")
+GEN_AI_USAGE_PREFIX: Final = "gen_ai.usage."
 GEN_AI_USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
 # a realtime response's tokens by modality, disjoint (cached apart), under the usage keys of
 # Langfuse's price list for realtime models, so audio is priced as audio
@@ -178,6 +179,11 @@ LANGFUSE_OBSERVATION_LEVEL: Final = "langfuse.observation.level"
 LANGFUSE_OBSERVATION_STATUS_MESSAGE: Final = "langfuse.observation.status_message"
 LANGFUSE_COMPLETION_START_TIME: Final = "langfuse.observation.completion_start_time"
 LANGFUSE_MODEL_PARAMETERS: Final = "langfuse.observation.model.parameters"
+# a JSON object of usage key -> count, taken as given (every other usage key ignored)
+LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
+# the trace's input and output, read from any span of the trace (the latest non-empty wins)
+LANGFUSE_TRACE_INPUT: Final = "langfuse.trace.input"
+LANGFUSE_TRACE_OUTPUT: Final = "langfuse.trace.output"
 LANGFUSE_TYPE_GENERATION: Final = "generation"
 LANGFUSE_TYPE_TOOL: Final = "tool"
 LANGFUSE_TYPE_AGENT: Final = "agent"

@@ -37,6 +37,8 @@ class SessionFacts:
     metadata: dict[str, Any] = field(default_factory=dict)
     environment: str | None = None
     release: str | None = None
+    first_user_text: str | None = None
+    """The call's first user line (the trace's input), once the user said something."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class AgentTurnFacts:
     tts_ttfb: float | None = None
     user_text: str | None = None
     spoken_text: str | None = None
+    call_input: str | None = None
+    """The call's first user line, as known when this reply ended."""
     latency: Latency | None = None
     played_duration: float | None = None
 

@@ -235,7 +235,7 @@ class SessionRecorder:
             if turn is not None:
                 turn.facts.user_text = text
             if self.first_user_text is None:
-                self.first_user_text = text
+                self.first_user_text = self.facts.first_user_text = text
             added_at = now()
             created = getattr(item, "created_at", None) or getattr(event, "created_at", None)
             created_at = float(created) if isinstance(created, (int, float)) else added_at

@@ -272,6 +272,7 @@ class Replies:
             facts.played_duration = timeline.played
             if facts.interrupted:
                 facts.spoken_text = self._heard_text(turn, facts.spoken_text, timeline.played)
+        facts.call_input = self.spans.facts.first_user_text
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         turn.span.end(ns(turn.done_at))
         self.instruments.record_turn(facts)

@@ -56,7 +56,7 @@ def families(options: Options) -> list[Keys]:
     text_carried = bool({"langfuse", "openinference"} & chosen)
     written: list[Keys] = [LiveKitKeys(text_carried, text_carried or "genai" in chosen)]
     if "langfuse" in chosen:
-        written.append(LangfuseKeys())
+        written.append(LangfuseKeys(options))
     if "openinference" in chosen:
         written.append(OpenInferenceKeys(options))
     if "genai" in chosen:
@@ -93,6 +93,7 @@ class Conventions:
         self._prompt = each("prompt")
         self._completion = each("completion")
         self._dialogue = each("dialogue")
+        self._trace_io = each("trace_io")
         self._warning = each("warning")
 
     # -- what every span carries --------------------------------------------------------
@@ -176,6 +177,11 @@ class Conventions:
             attr.LK_TURN_USER_TEXT,
             attr.LK_TURN_AGENT_TEXT,
         )
+        if self.capture and self._trace_io and (facts.call_input or facts.spoken_text):
+            first = content.limit(facts.call_input, self.options) if facts.call_input else None
+            said = content.limit(facts.spoken_text, self.options) if facts.spoken_text else None
+            for write in self._trace_io:
+                write(values, first, said)
         return values
 
     # -- LLM ----------------------------------------------------------------------------

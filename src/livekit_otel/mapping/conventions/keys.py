@@ -94,6 +94,9 @@ class Keys:
     def completion(self, values: Attributes, message: str, lk_key: str) -> None:
         """A generation's output: one message as JSON."""
 
+    def trace_io(self, values: Attributes, first_heard: str | None, said: str | None) -> None:
+        """The call so far, at trace level: its first user line and the latest agent line."""
+
     def dialogue(
         self,
         values: Attributes,

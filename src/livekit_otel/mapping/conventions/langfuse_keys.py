@@ -6,21 +6,34 @@ either, so both are always written together.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from ...config import Options
 from .. import attributes as attr
-from ..facts import SessionFacts
-from .keys import Attributes, Keys
+from ..facts import RealtimeUsage, SessionFacts
+from .keys import KIND_SPAN, Attributes, Keys
+from .livekit_keys import USAGE_PREFIX, split_usage
 
 
 class LangfuseKeys(Keys):
     """Writes each fact under the key Langfuse reads for it."""
 
+    def __init__(self, options: Options) -> None:
+        # one trace per session: every span names it, so a call whose root has not been
+        # exported yet (or never will be) is listed under its name; per-turn traces are
+        # named by their roots
+        self.trace_name = options.trace_name if options.trace_per == "session" else None
+        # OpenInference's kinds would type a span Langfuse otherwise types as a plain span
+        self.declare_spans = "openinference" in options.conventions
+
     def session(self, values: Attributes, facts: SessionFacts) -> None:
-        if facts.user_id:
-            values[attr.LANGFUSE_USER_ID] = facts.user_id
+        if self.trace_name is not None:
+            values[attr.LANGFUSE_TRACE_NAME] = self.trace_name
+        if facts.tags:
+            values[attr.LANGFUSE_TRACE_TAGS] = list(facts.tags)
 
     def trace(self, values: Attributes, name: str, facts: SessionFacts) -> None:
         values[attr.LANGFUSE_TRACE_NAME] = name
@@ -30,7 +43,22 @@ class LangfuseKeys(Keys):
             values[attr.LANGFUSE_TRACE_METADATA_PREFIX + str(key)] = _scalar(value)
 
     def kind(self, values: Attributes, kind: str) -> None:
-        values[attr.LANGFUSE_OBSERVATION_TYPE] = kind
+        if kind != KIND_SPAN or self.declare_spans:
+            values[attr.LANGFUSE_OBSERVATION_TYPE] = kind
+
+    def realtime_usage(self, values: Attributes, usage: RealtimeUsage) -> None:
+        # taken as given, every other usage key then ignored: the splits and the model's
+        # total, so Langfuse's input, output and total are the model's
+        details = {key.removeprefix(USAGE_PREFIX): count for key, count in split_usage(usage)}
+        details["total"] = usage.total_tokens or (usage.input_tokens + usage.output_tokens)
+        values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(details, separators=(",", ":"))
+
+    def trace_io(self, values: Attributes, first_heard: str | None, said: str | None) -> None:
+        # Langfuse keeps, of every span's trace input and output, the latest non-empty
+        if first_heard:
+            values[attr.LANGFUSE_TRACE_INPUT] = first_heard
+        if said:
+            values[attr.LANGFUSE_TRACE_OUTPUT] = said
 
     def model_parameters(self, values: Attributes, parameters: str) -> None:
         values[attr.LANGFUSE_MODEL_PARAMETERS] = parameters

@@ -20,6 +20,8 @@ from ..facts import (
 )
 from .keys import KIND_GENERATION, Attributes, Keys
 
+USAGE_PREFIX = attr.GEN_AI_USAGE_PREFIX
+
 
 class LiveKitKeys(Keys):
     """Writes the keys the trace contract requires, and content no convention carries."""
@@ -31,14 +33,13 @@ class LiveKitKeys(Keys):
         self.messages_carried = messages_carried
 
     def session(self, values: Attributes, facts: SessionFacts) -> None:
+        # one key each, read by Langfuse and by Phoenix (the session and user) or by
+        # Langfuse and OpenTelemetry's resource conventions (the environment); Langfuse's
+        # release key is the only one it reads
         values[attr.SESSION_ID] = facts.session_id
-        values[attr.LANGFUSE_SESSION_ID] = facts.session_id
         if facts.user_id:
             values[attr.USER_ID] = facts.user_id
-        # under Langfuse's keys whatever the conventions: no other convention has a
-        # per-span key for them
         if facts.environment:
-            values[attr.LANGFUSE_ENVIRONMENT] = facts.environment
             values[attr.DEPLOYMENT_ENVIRONMENT_NAME] = facts.environment
         if facts.release:
             values[attr.LANGFUSE_RELEASE] = facts.release
@@ -148,6 +149,8 @@ def session_opened(start: SessionStart, session_id: str) -> Attributes:
     """The ``agent_session`` span's own keys as it opens."""
     values: Attributes = {
         attr.LK_AGENT_NAME: start.agent_name,
+        # the contract's copies of the session id, on the root only
+        attr.LANGFUSE_SESSION_ID: session_id,
         attr.GEN_AI_CONVERSATION_ID: session_id,
     }
     if start.room_name:
