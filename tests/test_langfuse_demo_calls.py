@@ -23,7 +23,7 @@ from livekit.agents.metrics import RealtimeModelMetrics
 from livekit_otel_dev.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from livekit_otel import LiveKitAgentsInstrumentor, setup_langfuse
-from livekit_otel.setup import bootstrap
+from livekit_otel.setup import installed as setup_state
 from support.langfuse_mapper import LangfuseView, map_spans, metadata_ratio
 
 PUBLIC_KEY = "pk-lf-demo-test"
@@ -65,7 +65,7 @@ def _run(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, realtime: bool
     for name in list(os.environ):
         if name.startswith(("OTEL_", "LANGFUSE_", "LIVEKIT_OTEL_")):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(bootstrap, "_installed", None)
+    monkeypatch.setattr(setup_state, "_installed", None)
     receiver.require_header("authorization", AUTHORIZATION)
     _uninstrument()
     demo = _demo()

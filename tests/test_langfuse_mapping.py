@@ -506,6 +506,62 @@ async def test_every_observation_carries_the_session_id_of_the_trace(
     assert {obs.session_id for obs in export.view.observations} == {trace.session_id}
 
 
+async def test_every_span_names_its_trace_and_carries_its_session_user_tags_and_release(
+    langfuse: Langfuse,
+) -> None:
+    call = await langfuse.call(
+        SCRIPT, environment="staging", release="v4.2.0", user_id="caller-7", tags=["voice"]
+    )
+
+    (trace,) = call.view.traces.values()
+    filed = {
+        (
+            span.attributes.get("langfuse.trace.name"),
+            span.attributes.get("session.id"),
+            span.attributes.get("user.id"),
+            tuple(span.attributes.get("langfuse.trace.tags") or ()),
+            environment_of(span),
+            release_of(span),
+        )
+        for span in call.spans
+    }
+    assert filed == {
+        ("agent_session", trace.session_id, "caller-7", ("voice",), "staging", "v4.2.0")
+    }
+
+
+async def test_setup_langfuse_writes_each_session_fact_once_and_no_openinference_key(
+    langfuse: Langfuse,
+) -> None:
+    call = await langfuse.call(SCRIPT, environment="staging", user_id="caller-7")
+
+    session_keys = ("session.id", "langfuse.session.id", "gen_ai.conversation.id")
+    for span in call.spans:
+        # the contract's three copies on the root, one key everywhere else
+        expected = session_keys if span.name == "agent_session" else ("session.id",)
+        assert tuple(key for key in session_keys if key in span.attributes) == expected, span.name
+    for duplicate in ("langfuse.user.id", "langfuse.environment"):
+        assert [span.name for span in call.spans if duplicate in span.attributes] == []
+    assert [
+        (span.name, key)
+        for span in call.spans
+        for key in span.attributes
+        if key.startswith(("openinference.", "input.", "output.", "llm."))
+    ] == []
+
+
+async def test_the_trace_shows_the_calls_words_before_its_root_arrives(
+    langfuse: Langfuse,
+) -> None:
+    call = await langfuse.call(SCRIPT)
+
+    (trace,) = call.view.traces.values()
+    (partial,) = map_spans([s for s in call.spans if s.name != "agent_session"]).traces.values()
+    assert (partial.name, partial.session_id) == ("agent_session", trace.session_id)
+    assert (partial.input, partial.output) == (GREETING, spoken_reply(call.run, QUESTION))
+    assert (trace.input, trace.output) == (partial.input, partial.output)
+
+
 @pytest.mark.parametrize("conventions", [None, "genai", []], ids=["default", "genai", "none"])
 async def test_every_observation_has_the_environment_release_session_and_user(
     langfuse: Langfuse, conventions: Any

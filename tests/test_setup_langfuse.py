@@ -201,3 +201,13 @@ def test_langfuse_sdk_variables_and_unrelated_ones_give_no_warning(
 def test_a_langfuse_host_with_a_misspelt_traces_path_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"^host= ends with /v1/trace"):
         setup_langfuse("https://cloud.langfuse.com/api/public/otel/v1/trace", PUBLIC, SECRET)
+
+
+def test_setup_langfuse_writes_the_langfuse_keys_by_default(
+    otlp_receiver: OtlpReceiver, plugin: PluginStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LIVEKIT_OTEL_CONVENTIONS", raising=False)
+    setup_langfuse(otlp_receiver.url, PUBLIC, SECRET)
+
+    ((_, options),) = plugin.calls
+    assert options == {"conventions": "langfuse"}

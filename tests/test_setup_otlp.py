@@ -329,7 +329,11 @@ def test_provider_is_handed_to_the_plugin_with_instrument_options(
     plain = setup_otlp(otlp_receiver.url)
     with_options = setup_otlp(otlp_receiver.url, instrument_options={"capture_content": False})
 
-    assert plugin.calls == [(plain, {}), (with_options, {"capture_content": False})]
+    # a generic OTLP backend: the GenAI keys by default (the receiver is no Phoenix)
+    assert plugin.calls == [
+        (plain, {"conventions": "genai"}),
+        (with_options, {"capture_content": False, "conventions": "genai"}),
+    ]
 
 
 # --- arguments of the wrong type, paths no receiver serves, where spans go ------------------
@@ -378,3 +382,59 @@ def test_an_endpoint_given_logs_no_default_line(
         setup_otlp(otlp_receiver.url)
 
     assert "no endpoint given" not in caplog.text
+
+
+# -- the conventions a backend reads, by default ----------------------------------------
+@pytest.fixture(autouse=True)
+def no_conventions_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither a conventions nor a Phoenix variable applies unless a test sets it."""
+    monkeypatch.delenv("LIVEKIT_OTEL_CONVENTIONS", raising=False)
+    monkeypatch.delenv("PHOENIX_COLLECTOR_ENDPOINT", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "resource", "expected"),
+    [
+        ("http://127.0.0.1:6006/v1/traces", None, "openinference"),  # Phoenix's port
+        ("https://app.phoenix.arize.com/v1/traces", None, "openinference"),
+        ("http://phoenix:4318", None, "openinference"),  # a compose service named phoenix
+        ("http://127.0.0.1:4318", {"openinference.project.name": "agent"}, "openinference"),
+        ("http://127.0.0.1:4318", None, "genai"),
+        ("https://api.honeycomb.io", None, "genai"),
+    ],
+)
+def test_setup_otlp_writes_the_keys_its_backend_reads(
+    plugin: PluginStub, endpoint: str, resource: dict[str, str] | None, expected: str
+) -> None:
+    setup_otlp(endpoint, headers={}, resource_attributes=resource, metrics=False)
+
+    ((_, options),) = plugin.calls
+    assert options["conventions"] == expected
+
+
+def test_a_phoenix_collector_endpoint_variable_marks_the_endpoint_as_phoenix(
+    plugin: PluginStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHOENIX_COLLECTOR_ENDPOINT", "http://traces.internal:4318")
+    setup_otlp(metrics=False, endpoint="http://traces.internal:4318")
+
+    assert plugin.calls[0][1]["conventions"] == "openinference"
+
+
+def test_the_conventions_option_wins_over_the_backends_default(plugin: PluginStub) -> None:
+    setup_otlp(
+        "http://127.0.0.1:6006/v1/traces",
+        metrics=False,
+        instrument_options={"conventions": "genai,langfuse"},
+    )
+
+    assert plugin.calls[0][1]["conventions"] == "genai,langfuse"
+
+
+def test_the_conventions_variable_wins_over_the_backends_default(
+    plugin: PluginStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIVEKIT_OTEL_CONVENTIONS", "all")
+    setup_otlp("http://127.0.0.1:6006/v1/traces", metrics=False)
+
+    assert "conventions" not in plugin.calls[0][1]  # the instrumentor reads the variable

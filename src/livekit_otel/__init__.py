@@ -51,8 +51,9 @@ variables in brackets):
 - ``prompt_window`` (``LIVEKIT_OTEL_PROMPT_WINDOW``): at most this many chat items per
   ``llm_node`` prompt, besides the system instructions.
 - ``conventions`` (``LIVEKIT_OTEL_CONVENTIONS``): extra attribute families on top of the
-  contract's, from ``langfuse``, ``openinference``, ``genai``; default
-  ``langfuse,openinference``.
+  contract's, from ``langfuse``, ``openinference``, ``genai``; by default the backend's
+  (``langfuse`` for ``setup_langfuse``, ``openinference`` for ``setup_otlp`` to Phoenix,
+  ``genai`` for another OTLP backend), ``langfuse,openinference`` without a setup.
 - ``trace_per`` (``LIVEKIT_OTEL_TRACE_PER``): ``session`` (default) or ``turn``.
 - ``builtin_telemetry``: ``auto`` (default) keeps LiveKit's own spans out of the trace
   unless an explicit provider was given to ``livekit.agents.telemetry``; ``off``; ``keep``.

@@ -19,6 +19,9 @@ ENV_PROMPT_WINDOW = "LIVEKIT_OTEL_PROMPT_WINDOW"
 
 # the attributes the trace contract requires are always emitted; a convention adds its own
 CONVENTIONS = ("langfuse", "openinference", "genai")
+# instrument() without a setup cannot tell the backend: the keys of the two LLM backends
+# most users of this plugin pick (the contract's GenAI keys are written anyway); each
+# setup narrows this to its backend's (backend_conventions)
 DEFAULT_CONVENTIONS = ("langfuse", "openinference")
 TracePer = Literal["session", "turn"]
 BuiltinTelemetry = Literal["auto", "off", "keep"]
@@ -168,6 +171,19 @@ def _metadata(value: object) -> dict[str, Any]:
             f"got {_given(value)}"
         )
     return dict(value)
+
+
+def backend_conventions(
+    instrument_options: Mapping[str, Any] | None, conventions: str
+) -> dict[str, Any]:
+    """``instrument_options`` with a backend's ``conventions`` as their default.
+
+    The ``conventions`` option, then ``LIVEKIT_OTEL_CONVENTIONS``, still win.
+    """
+    options = dict(instrument_options or {})
+    if options.get("conventions") is None and not os.environ.get(ENV_CONVENTIONS, "").strip():
+        options["conventions"] = conventions
+    return options
 
 
 def resolve_options(**kwargs: Any) -> Options:

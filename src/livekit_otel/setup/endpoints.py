@@ -42,6 +42,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,37 @@ def resolve_otlp_target(
     url = _resolve_otlp_url(endpoint, environ)
     resolved = _env_headers(environ) if headers is None else _checked_headers(headers, "headers=")
     return ExportTarget(url=url, headers=MappingProxyType(resolved))
+
+
+PHOENIX_PORT = 6006
+PHOENIX_COLLECTOR_ENDPOINT = "PHOENIX_COLLECTOR_ENDPOINT"
+OPENINFERENCE_PROJECT = "openinference.project.name"
+
+
+def otlp_conventions(
+    target: ExportTarget,
+    resource_attributes: Mapping[str, Any] | None,
+    environ: Mapping[str, str],
+) -> str:
+    """The conventions ``setup_otlp`` writes by default: ``openinference`` for Arize Phoenix.
+
+    A traces URL is taken for Phoenix when its port is Phoenix's (6006), its host names
+    Phoenix (``app.phoenix.arize.com``, a ``phoenix`` service), it starts with
+    ``PHOENIX_COLLECTOR_ENDPOINT``, or the resource names an OpenInference project
+    (``openinference.project.name``, Phoenix's project key). Any other backend gets the
+    OpenTelemetry GenAI keys (``genai``).
+    """
+    parts = urlsplit(target.url)
+    collector = environ.get(PHOENIX_COLLECTOR_ENDPOINT, "").strip()
+    if (
+        parts.port == PHOENIX_PORT
+        or "phoenix" in (parts.hostname or "")
+        or (collector and target.url.startswith(collector.rstrip("/")))
+        or OPENINFERENCE_PROJECT in (resource_attributes or {})
+        or OPENINFERENCE_PROJECT in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    ):
+        return "openinference"
+    return "genai"
 
 
 def otlp_metrics_enabled(environ: Mapping[str, str]) -> bool:

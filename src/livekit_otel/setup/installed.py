@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from livekit_otel import instrumentor
+from livekit_otel.config import backend_conventions
 from livekit_otel.recording.registry import (
     _current_job_context,
     flush_at_every_job_end,
@@ -138,11 +139,13 @@ def install(
     options: SetupOptions,
     metrics_target: ExportTarget | None,
     build_tracer: TracerFactory | None = None,
+    conventions: str | None = None,
 ) -> TracerProvider:
     """Install providers for ``target``, or keep those already built for the same settings.
 
     ``build_tracer(target, resource, timeout)`` builds the tracer provider (by default an
-    OTLP/HTTP one; ``setup_file`` passes its file provider).
+    OTLP/HTTP one; ``setup_file`` passes its file provider). ``conventions``: the
+    backend's, the default when livekit-otel is instrumented here.
     """
     global _installed
     resource = build_resource(options.service_name, options.resource_attributes)
@@ -163,7 +166,7 @@ def install(
                     "serves; setup_otlp sends traces only"
                 )
             try:
-                _hand_to_plugin(provider, meter_provider, options.instrument_options)
+                _hand_to_plugin(provider, meter_provider, options.instrument_options, conventions)
             except BaseException:
                 provider.shutdown()
                 if meter_provider is not None:
@@ -224,8 +227,12 @@ def _hand_to_plugin(
     provider: TracerProvider,
     meter_provider: MeterProvider | None,
     instrument_options: Mapping[str, Any] | None,
+    conventions: str | None = None,
 ) -> None:
     """Make ``provider`` the one livekit-otel's spans go to, and hand over the metrics.
+
+    When this instruments livekit-agents (first time, or options given), ``conventions``
+    are the default; an instrumentation already running keeps its options.
 
     The metrics go to Prometheus while ``setup_prometheus`` serves, else to
     ``meter_provider``; a meter provider handed over before and now replaced is taken back
@@ -236,6 +243,8 @@ def _hand_to_plugin(
     wanted = _served.provider if _served is not None else meter_provider
     options = dict(instrument_options or {})
     if not _plugin_instrumented() or options:
+        if conventions is not None:
+            options = backend_conventions(options, conventions)
         if wanted is not None:
             options["meter_provider"] = wanted
         instrumentor.set_tracer_provider(provider, **options)

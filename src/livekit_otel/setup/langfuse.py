@@ -56,6 +56,7 @@ def setup_langfuse(
         )
         warn_unknown_environment("LANGFUSE_", LANGFUSE_VARIABLES, only_close=True)
         target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
-        return install(target, options, None)
+        # Langfuse's keys; the GenAI keys it reads are the contract's, written anyway
+        return install(target, options, None, conventions="langfuse")
 
     return never_failing_a_job("setup_langfuse", build)

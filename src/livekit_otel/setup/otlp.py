@@ -11,6 +11,7 @@ from opentelemetry.util.types import AttributeValue
 
 from livekit_otel.recording.registry import DEFAULT_SHUTDOWN_TIMEOUT
 from livekit_otel.setup.endpoints import (
+    otlp_conventions,
     otlp_metrics_enabled,
     resolve_otlp_metrics_target,
     resolve_otlp_target,
@@ -83,7 +84,8 @@ def setup_otlp(
         metrics_target = None
         if _metrics_wanted(metrics):
             metrics_target = resolve_otlp_metrics_target(endpoint, headers, os.environ)
-        return install(target, options, metrics_target)
+        conventions = otlp_conventions(target, resource_attributes, os.environ)
+        return install(target, options, metrics_target, conventions=conventions)
 
     return never_failing_a_job("setup_otlp", build)
 

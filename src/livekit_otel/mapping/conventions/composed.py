@@ -54,7 +54,9 @@ def families(options: Options) -> list[Keys]:
     """The convention families in force, the contract's own keys first."""
     chosen = options.conventions
     text_carried = bool({"langfuse", "openinference"} & chosen)
-    written: list[Keys] = [LiveKitKeys(text_carried, text_carried or "genai" in chosen)]
+    written: list[Keys] = [
+        LiveKitKeys(text_carried, text_carried or "genai" in chosen, "langfuse" in chosen)
+    ]
     if "langfuse" in chosen:
         written.append(LangfuseKeys(options))
     if "openinference" in chosen:

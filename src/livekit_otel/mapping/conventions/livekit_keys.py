@@ -26,11 +26,13 @@ USAGE_PREFIX = attr.GEN_AI_USAGE_PREFIX
 class LiveKitKeys(Keys):
     """Writes the keys the trace contract requires, and content no convention carries."""
 
-    def __init__(self, text_carried: bool, messages_carried: bool) -> None:
+    def __init__(self, text_carried: bool, messages_carried: bool, total_carried: bool) -> None:
         # whether a convention in force carries a span's plain text, or a generation's
-        # messages (and a turn's dialogue and a tool's arguments and result)
+        # messages (and a turn's dialogue and a tool's arguments and result), or a realtime
+        # response's total (Langfuse's usage details)
         self.text_carried = text_carried
         self.messages_carried = messages_carried
+        self.total_carried = total_carried
 
     def session(self, values: Attributes, facts: SessionFacts) -> None:
         # one key each, read by Langfuse and by Phoenix (the session and user) or by
@@ -64,9 +66,10 @@ class LiveKitKeys(Keys):
             values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached
 
     def realtime_usage(self, values: Attributes, usage: RealtimeUsage) -> None:
-        values[attr.GEN_AI_USAGE_TOTAL_TOKENS] = usage.total_tokens or (
-            usage.input_tokens + usage.output_tokens
-        )
+        if not self.total_carried:
+            values[attr.GEN_AI_USAGE_TOTAL_TOKENS] = usage.total_tokens or (
+                usage.input_tokens + usage.output_tokens
+            )
         for key, count in split_usage(usage):
             values[key] = count
 
