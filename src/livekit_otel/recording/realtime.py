@@ -67,7 +67,7 @@ class Response:
         self.user: Any | None = None  # the user turn it answers, when a realtime VAD ended one
         self.ended = False
         self.first_call_at: float | None = None  # when its first function call came
-        self.prompt_items: list[Any] | None = None  # what the model had, when captured
+        self.prompt_items: list[Any] | None = None  # instructions and chat items it started with
         self.tool_definitions: str | None = None
         self.paced = False  # LiveKit's message is already what was heard (a paced transcript)
         # seconds of the reply's audio handed to the output before this response started
