@@ -206,6 +206,7 @@ LLM_TOKEN_COUNT_COMPLETION_AUDIO: Final = "llm.token_count.completion_details.au
 TOOL_NAME: Final = "tool.name"
 TOOL_CALL_ID: Final = "tool_call.id"
 TOOL_PARAMETERS: Final = "tool.parameters"
+TAG_TAGS: Final = "tag.tags"  # a span's tags, a list of strings
 KIND_CHAIN: Final = "CHAIN"
 KIND_AGENT: Final = "AGENT"
 KIND_LLM: Final = "LLM"

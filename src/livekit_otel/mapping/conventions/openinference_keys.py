@@ -22,6 +22,10 @@ class OpenInferenceKeys(Keys):
     def __init__(self, options: Options) -> None:
         self.options = options
 
+    def session(self, values: Attributes, facts: SessionFacts) -> None:
+        if facts.tags:
+            values[attr.TAG_TAGS] = list(facts.tags)
+
     def metadata(self, values: Attributes, facts: SessionFacts) -> None:
         if facts.metadata:
             values[attr.METADATA] = content.to_json(facts.metadata, self.options)
