@@ -1,28 +1,41 @@
 """``make bench``: what livekit-otel costs a voice session, next to no tracing and LiveKit's own.
 
-Runs the same offline scripted audio session (a tool call every other turn) in a fresh
-process per run, under four configs, interleaved and repeated with the order rotated each
-round so that a slow spell of the machine hits every config alike:
+The sessions compared (``worker.VARIANTS``; add one there to add it everywhere):
 
 - ``off``: no tracing;
-- ``builtin``: LiveKit's own telemetry (``livekit.agents.telemetry.set_tracer_provider``)
-  into an in-memory exporter;
-- ``livekit-otel``: our instrumentor into an in-memory exporter, content capture on;
-- ``livekit-otel-otlp``: ``setup_otlp`` exporting over OTLP/HTTP (batch, gzip) to a local
-  receiver in this process.
+- ``builtin``: LiveKit's own telemetry (``livekit.agents.telemetry.set_tracer_provider``);
+- ``spans``: livekit-otel's spans alone, content capture off;
+- ``spans+metrics``: and its OpenTelemetry metrics, into an SDK meter provider built as
+  setup builds it (in-memory reader, no exemplar sampling);
+- ``spans+metrics+content``: and content capture on: everything livekit-otel records,
+  the variant the targets are judged on.
 
-Per-turn time is wall time inside the worker from the user's start of speech to the
-reply's end; the first ``--warmup`` turns are skipped.
+Spans go to in-memory exporters, emptied between turns. Each is the same offline scripted
+audio session (a tool call every other turn); the first ``--warmup`` turns are skipped.
+Three sections, each with its targets, go to the terminal and ``bench/results/latest.md``:
 
-Separate processes differ by several percent from run to run on a shared machine, more
-than livekit-otel costs. So a second measurement runs ``off``, ``builtin`` and
-``livekit-otel`` as three sessions in one process with their turns interleaved, and
-compares them turn by turn (``--no-paired`` skips it). Both tables, and the targets
-judged on each, go to the terminal and to ``bench/results/latest.md``::
+1. Separate processes (``--configs``, ``--rounds``): one session per process, the
+   order rotated each round, plus ``livekit-otel-otlp`` (``setup_otlp`` exporting over
+   OTLP/HTTP, batch and gzip, to a local receiver). Processes differ by several percent
+   from run to run on a shared machine, more than livekit-otel costs, so:
+2. Paired (``--no-paired`` skips it): every variant as its own session in one process,
+   their turns interleaved one at a time, each turn compared with the untraced session's
+   same turn. CPU per turn is the process CPU time (``time.process_time``) from a
+   turn's start until the event loop has run what the turn left ready; only that
+   session's turn runs meanwhile (the others wait for their user), so the CPU is that
+   session's. This is the CPU-per-turn figure to quote: wall time and CPU, per turn and
+   added over ``off``.
+3. Many calls (``--concurrent-rounds``, 0 skips it): ``--sessions`` calls at once in one
+   process, untraced and traced, in separate processes alternating; the per-turn time
+   ratio, every trace apart, every conversation unchanged (``many_calls.py``).
 
-    python bench/run.py                      # 300 turns, 3 rounds
+::
+
+    python bench/run.py                      # 300 turns, 3 rounds, 3 rounds of 50 calls
     python bench/run.py --turns 100 --rounds 2
-    python bench/run.py --profile            # cProfile livekit-otel's own code instead
+    python bench/run.py --paired-only        # the paired CPU/wall table alone
+    python bench/run.py --concurrent         # the 50 calls alone
+    python bench/run.py --profile            # where spans+metrics+content spends, per turn
 """
 
 from __future__ import annotations
@@ -31,7 +44,6 @@ import argparse
 import json
 import os
 import platform
-import pstats
 import statistics
 import subprocess
 import sys
@@ -44,11 +56,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import hot_path
+import many_calls
+from worker import CONCURRENT, FULL, OTLP, VARIANTS, VARIANTS_BY_NAME
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORKER = BENCH / "worker.py"
 DEFAULT_OUT = BENCH / "results" / "latest.md"
-CONFIGS = ("off", "builtin", "livekit-otel", "livekit-otel-otlp")
+CONFIGS = (*VARIANTS_BY_NAME, OTLP)
+SEPARATE_CONFIGS = ("off", "builtin", FULL, OTLP)
+"""Run in separate processes by default: the paired run covers every variant."""
 PAIRED = "paired"
 RUN_TIMEOUT_S = 600.0
 
@@ -56,6 +74,7 @@ RUN_TIMEOUT_S = 600.0
 MAX_OVERHEAD = 0.05  # livekit-otel at most 5 % slower per turn than off
 MAX_GROWTH = 1.2  # overhead in the last 10 % of turns at most 1.2x that of the first 10 %
 MAX_SHARE_OF_BUILTIN = 0.1  # livekit-otel adds at most 1/10 of what builtin adds per turn
+MAX_CPU_ADDED_MS = 1.0  # spans, metrics and content at most 1 ms of CPU per turn (paired)
 # Below this many milliseconds per turn an overhead is within the benchmark's resolution
 # (a fraction of the spread between rounds), so its growth ratio says nothing.
 NOISE_FLOOR_FRACTION = 0.01  # of off's median turn time
@@ -146,7 +165,7 @@ def summarize(config: str, runs: list[Run], warmup: int, received: dict[int, int
         cpu_last += window(cpu_turns, False)
     spans = statistics.median(run.data["spans_ended"] / run.data["turns"] for run in runs)
     delivered = "-"
-    if config == "livekit-otel-otlp":
+    if config == OTLP:
         sent = sum(run.data["spans_ended"] for run in runs)
         got = sum(received.get(id(run), 0) for run in runs)
         delivered = f"{got}/{sent}"
@@ -177,12 +196,16 @@ def start_receiver() -> Any:
     return OtlpReceiver().start()
 
 
-def run_worker(config: str, turns: int, endpoint: str, profile: str | None = None) -> Run:
+def run_worker(
+    config: str, turns: int, endpoint: str | None = None, *options: str, profile: str | None = None
+) -> Run:
     """Run one worker process and parse its result line."""
     command = [sys.executable, str(WORKER), "--config", config, "--turns", str(turns)]
-    command += ["--endpoint", endpoint]
+    if endpoint:
+        command += ["--endpoint", endpoint]
     if profile:
         command += ["--profile", profile]
+    command += options
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=ROOT, check=False
     )
@@ -211,7 +234,7 @@ def verdict(ok: bool) -> str:
 
 @dataclass
 class Comparison:
-    """livekit-otel and builtin against off, in milliseconds per turn."""
+    """livekit-otel (all on) and builtin against off, in milliseconds per turn."""
 
     label: str
     off_ms: float
@@ -225,11 +248,13 @@ class Comparison:
     builtin_cpu_added_ms: float | None
     noise_ms: float
     """What the measurement cannot tell apart from zero, in ms per turn."""
+    cpu_target: bool = False
+    """Whether the CPU target is judged on this measurement (the paired one)."""
 
 
 def compare_runs(summaries: dict[str, Summary]) -> Comparison | None:
     """The separate-process comparison: medians of pooled turns minus off's."""
-    off, ours = summaries.get("off"), summaries.get("livekit-otel")
+    off, ours = summaries.get("off"), summaries.get(FULL)
     if off is None or ours is None:
         return None
     builtin = summaries.get("builtin")
@@ -298,7 +323,7 @@ def pair(data: dict[str, Any], config: str, warmup: int) -> Paired:
 
 
 def compare_paired(paired: dict[str, Paired]) -> Comparison | None:
-    ours, off = paired.get("livekit-otel"), paired.get("off")
+    ours, off = paired.get(FULL), paired.get("off")
     if ours is None or off is None:
         return None
     builtin = paired.get("builtin")
@@ -314,6 +339,7 @@ def compare_paired(paired: dict[str, Paired]) -> Comparison | None:
         builtin_added_ms=builtin.added_ms if builtin else None,
         builtin_cpu_added_ms=builtin.cpu_added_ms if builtin else None,
         noise_ms=NOISE_FLOOR_FRACTION * off.median_ms,
+        cpu_target=True,
     )
 
 
@@ -349,9 +375,9 @@ def summary_table(summaries: dict[str, Summary]) -> list[str]:
 def paired_table(paired: dict[str, Paired]) -> list[str]:
     off = paired["off"]
     lines = [
-        "| config | median turn (ms) | added per turn (ms) | overhead vs off "
-        "| added first 10 % / last 10 % (ms) | CPU/turn (ms) | CPU added per turn (ms) "
-        "| CPU added first / last 10 % (ms) | spans/turn |",
+        "| session | wall/turn (ms) | wall added (ms) | overhead vs off | wall added first / "
+        "last 10 % (ms) | CPU/turn (ms) | CPU added (ms) | CPU added first / last 10 % (ms) "
+        "| spans/turn |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in paired.values():
@@ -370,22 +396,33 @@ def paired_table(paired: dict[str, Paired]) -> list[str]:
     return lines
 
 
-def metrics_cost(paired: dict[str, Paired]) -> list[str]:
-    """What recording OpenTelemetry metrics (into an SDK meter provider) adds per turn."""
-    traces, metered = paired.get("livekit-otel"), paired.get("livekit-otel+metrics")
-    if traces is None or metered is None:
-        return []
-    return [
-        f"Metrics add {metered.added_ms - traces.added_ms:+.2f} ms wall and "
-        f"{metered.cpu_added_ms - traces.cpu_added_ms:+.2f} ms CPU per turn to tracing alone "
-        "(medians of each session's per-turn difference to off).",
-        "",
-    ]
+def steps(paired: dict[str, Paired]) -> list[str]:
+    """What each livekit-otel session adds over the one before it in ``VARIANTS``."""
+    ours = [variant for variant in VARIANTS if variant.spans and variant.name in paired]
+    lines: list[str] = []
+    previous = "off"
+    for variant in ours:
+        row, before = paired[variant.name], paired[previous]
+        lines.append(
+            f"- {variant.name} ({variant.description}): {row.cpu_added_ms:+.2f} ms CPU, "
+            f"{row.added_ms:+.2f} ms wall per turn over off; "
+            f"{row.cpu_added_ms - before.cpu_added_ms:+.2f} ms CPU over {previous}"
+        )
+        previous = variant.name
+    builtin = next((v for v in VARIANTS if v.builtin and v.name in paired), None)
+    if builtin is not None:
+        row = paired[builtin.name]
+        lines.append(
+            f"- {builtin.name} ({builtin.description}): {row.cpu_added_ms:+.2f} ms CPU, "
+            f"{row.added_ms:+.2f} ms wall per turn over off"
+        )
+    return [*lines, ""] if lines else []
 
 
 def render(
     summaries: dict[str, Summary],
     paired: dict[str, Paired] | None,
+    crowd: many_calls.ManyCalls | None,
     args: argparse.Namespace,
     meta: dict[str, str],
 ) -> tuple[str, bool]:
@@ -396,45 +433,63 @@ def render(
         f"{meta['when']} · {meta['machine']} · Python {meta['python']} · "
         f"livekit-agents {meta['livekit']} · opentelemetry-sdk {meta['otel']}",
         "",
-        f"Scripted audio session, {args.turns} turns (tool call every other turn), "
-        f"first {args.warmup} turns skipped. Load average {meta['load']}; "
-        f"bench took {meta['elapsed']}.",
-        "",
-        f"## Separate processes: {args.rounds} rounds x {len(summaries)} configs, "
-        "order rotated each round",
-        "",
-        *summary_table(summaries),
+        f"Load average {meta['load']}; bench took {meta['elapsed']}.",
         "",
     ]
-    comparisons = [compare_runs(summaries)]
+    if paired is not None or summaries:
+        lines += [
+            f"Scripted audio session, {args.turns} turns (tool call every other turn), "
+            f"first {args.warmup} turns skipped.",
+            "",
+        ]
+    comparisons: list[Comparison | None] = []
     if paired is not None:
         lines += [
-            "## Paired: off, builtin, livekit-otel and livekit-otel with metrics as four "
-            "sessions in one process, turns interleaved",
+            f"## Paired: {', '.join(paired)} as {len(paired)} sessions in one process, "
+            "turns interleaved",
             "",
             *paired_table(paired),
             "",
-            *metrics_cost(paired),
+            *steps(paired),
         ]
         comparisons.append(compare_paired(paired))
+    if summaries:
+        lines += [
+            f"## Separate processes: {args.rounds} rounds x {len(summaries)} configs, "
+            "order rotated each round",
+            "",
+            *summary_table(summaries),
+            "",
+        ]
+        comparisons.append(compare_runs(summaries))
     ok = True
     for comparison in comparisons:
         if comparison is None:
             continue
         targets, met = targets_text(comparison)
         ok = ok and met
-        lines += [f"## Targets ({comparison.label})", "", *targets, ""]
+        lines += [f"## Targets ({comparison.label}, {FULL} against off)", "", *targets, ""]
+    if crowd is not None:
+        crowd_lines, met = many_calls.render(crowd)
+        ok = ok and met
+        lines += crowd_lines
+    if paired is None and not summaries:
+        return "\n".join(lines), ok
     lines += [
+        "Paired: each turn against the same turn of `off`, run right before or after it; "
+        "medians of those differences. CPU is process CPU time (`time.process_time`, all "
+        "threads) from the turn's start until the event loop has run what the turn left "
+        "ready to run; one session's turn runs at a time, so it is that session's. "
+        "livekit-otel's wrappers are installed for the whole process, so `off` and "
+        "`builtin` pay their pass-through (a check per wrapped call). "
         "Separate processes: medians of pooled turns (all rounds) against `off`'s; "
         "'first / last 10 %' are the first and last tenth of the measured turns, 'growth' "
         "is last over first. The growth target is judged on Theil-Sen trend lines through "
         "every measured turn (the added time they give at the middle of the first and of "
         "the last 10 %): two windows of 30 turns each differ by a millisecond from noise "
         "alone. Noise: 1 % of off's turn, or for separate processes half the spread of "
-        "off's run medians if that is more. Paired: each turn against the same turn of "
-        "`off`, run right before or after it; medians of those differences. CPU is process "
-        "CPU time (all threads, exporter included) over the same turn. In-memory exporters "
-        "are emptied between turns (untimed), as a real exporter frees what it sent.",
+        "off's run medians if that is more. In-memory exporters are emptied between turns "
+        "(untimed), as a real exporter frees what it sent.",
         "",
     ]
     return "\n".join(lines), ok
@@ -468,10 +523,20 @@ def targets_text(comparison: Comparison) -> tuple[list[str], bool]:
             f"turn, builtin adds {comparison.builtin_added_ms:+.2f} ms (target ≤ 1/10 of "
             f"builtin's: {share:.2f} ms)"
         )
-    cpu = f"- info: CPU per turn: livekit-otel {comparison.cpu_added_ms:+.2f} ms vs off"
+    builtin_cpu = ""
     if comparison.builtin_cpu_added_ms is not None:
-        cpu += f", builtin {comparison.builtin_cpu_added_ms:+.2f} ms"
-    lines.append(cpu)
+        builtin_cpu = f"; builtin {comparison.builtin_cpu_added_ms:+.2f} ms"
+    if comparison.cpu_target:
+        results.append(comparison.cpu_added_ms <= MAX_CPU_ADDED_MS)
+        lines.append(
+            f"- {verdict(results[-1])}: CPU per turn: livekit-otel adds "
+            f"{comparison.cpu_added_ms:+.2f} ms (target ≤ {MAX_CPU_ADDED_MS:.1f} ms){builtin_cpu}"
+        )
+    else:
+        lines.append(
+            f"- info: CPU per turn: livekit-otel {comparison.cpu_added_ms:+.2f} ms vs off"
+            f"{builtin_cpu}"
+        )
     return lines, all(results)
 
 
@@ -489,53 +554,82 @@ def metadata(started: float) -> dict[str, str]:
     }
 
 
-def bench(args: argparse.Namespace) -> int:
-    """Run every round, print and write the table; exit status 1 if a target is missed."""
-    started = time.monotonic()
-    configs = [name for name in args.configs.split(",") if name]
-    unknown = sorted(set(configs) - set(CONFIGS))
-    if unknown:
-        raise SystemExit(f"unknown config(s) {', '.join(unknown)}; choose from {CONFIGS}")
+def separate_runs(
+    configs: list[str], args: argparse.Namespace, digests: set[str]
+) -> dict[str, Summary]:
+    """Every config in its own process, ``args.rounds`` times, the order rotated."""
+    if not configs:
+        return {}
     receiver = start_receiver()
     runs: dict[str, list[Run]] = {name: [] for name in configs}
     received: dict[int, int] = {}
-    digests: set[str] = set()
     try:
         for round_index in range(args.rounds):
             shift = round_index % len(configs)
             for config in configs[shift:] + configs[:shift]:
                 receiver.clear()
                 run = run_worker(config, args.turns, receiver.url)
-                if config == "livekit-otel-otlp":
+                if config == OTLP:
                     received[id(run)] = wait_received(receiver, run.data["spans_ended"])
                 runs[config].append(run)
                 digests.add(run.data["history_digest"])
                 print(
-                    f"round {round_index + 1}/{args.rounds} {config:<18} "
+                    f"round {round_index + 1}/{args.rounds} {config:<22} "
                     f"median {statistics.median(run.measured('turn_ms', args.warmup)):6.2f} ms "
                     f"cpu {run.data['cpu_s']:6.2f} s  spans {run.data['spans_ended']}",
                     flush=True,
                 )
-        paired = None
-        if args.paired:
-            paired_run = run_worker(PAIRED, args.turns, receiver.url)
-            paired = {
-                name: pair(paired_run.data, name, args.warmup)
-                for name in paired_run.data["variants"]
-            }
-            digests.update(v["history_digest"] for v in paired_run.data["variants"].values())
-            print(
-                "paired run: "
-                + ", ".join(
-                    f"{name} median {row.median_ms:.2f} ms" for name, row in paired.items()
-                ),
-                flush=True,
-            )
     finally:
         receiver.stop()
-    summaries = {name: summarize(name, runs[name], args.warmup, received) for name in configs}
-    report, ok = render(summaries, paired, args, metadata(started))
-    if len(digests) != 1:
+    return {name: summarize(name, runs[name], args.warmup, received) for name in configs}
+
+
+def paired_run(args: argparse.Namespace, digests: set[str]) -> dict[str, Paired]:
+    """Every variant as a session of one process, turns interleaved; each against off."""
+    paired_data = run_worker(PAIRED, args.turns).data
+    paired = {name: pair(paired_data, name, args.warmup) for name in paired_data["variants"]}
+    digests.update(v["history_digest"] for v in paired_data["variants"].values())
+    print(
+        "paired run: "
+        + ", ".join(
+            f"{name} {row.median_ms:.1f} ms wall {row.cpu_ms:.1f} ms CPU"
+            for name, row in paired.items()
+        ),
+        flush=True,
+    )
+    return paired
+
+
+def crowd_run(args: argparse.Namespace) -> many_calls.ManyCalls:
+    """``args.sessions`` calls at once, untraced and traced, ``args.concurrent_rounds`` times."""
+
+    def run(traced: bool) -> dict[str, Any]:
+        options = ["--sessions", str(args.sessions)] + (["--traced"] if traced else [])
+        return run_worker(CONCURRENT, args.concurrent_turns, None, *options).data
+
+    return many_calls.measure(
+        run,
+        args.concurrent_rounds,
+        args.sessions,
+        args.concurrent_turns,
+        lambda line: print(line, flush=True),
+    )
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the sections asked for, print and write the report; exit 1 on a missed target
+    with ``--strict``."""
+    started = time.monotonic()
+    configs = [name for name in args.configs.split(",") if name]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown config(s) {', '.join(unknown)}; choose from {CONFIGS}")
+    digests: set[str] = set()
+    paired = paired_run(args, digests) if args.paired else None
+    summaries = separate_runs(configs if args.rounds > 0 else [], args, digests)
+    crowd = crowd_run(args) if args.concurrent_rounds > 0 else None
+    report, ok = render(summaries, paired, crowd, args, metadata(started))
+    if len(digests) > 1:
         report += "\n**Warning:** the conversation differed between runs (history digests "
         report += f"{sorted(digests)}): tracing changed the session.\n"
         ok = False
@@ -549,50 +643,65 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def profile(args: argparse.Namespace) -> int:
-    """cProfile one livekit-otel run and print the costliest functions of our own code."""
+    """cProfile one session of ``args.profile_variant`` and print where our code spends."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "session.prof")
-        receiver = start_receiver()
-        try:
-            run = run_worker("livekit-otel", args.turns, receiver.url, profile=path)
-        finally:
-            receiver.stop()
-        stats = pstats.Stats(path)
-    print(
-        f"livekit-otel, {args.turns} turns: session {run.data['session_s']:.2f} s "
-        f"under cProfile, {run.data['spans_ended']} spans"
+        run = run_worker(args.profile_variant, args.turns, profile=path)
+        hot = hot_path.analyse(path, args.turns)
+    title = (
+        f"Hot path: {args.profile_variant}, {args.turns} turns, cProfile "
+        f"(livekit-agents {version('livekit-agents')}, opentelemetry-sdk "
+        f"{version('opentelemetry-sdk')}; session {run.data['session_s']:.1f} s profiled, "
+        f"{run.data['spans_ended'] / args.turns:.1f} spans per turn)"
     )
-    entries = []
-    total = 0.0
-    for (filename, line, name), row in stats.stats.items():  # type: ignore[attr-defined]
-        _, calls, own, cumulative, _ = row
-        total += own
-        if "livekit_otel/" in filename:
-            short = filename.split("livekit_otel/")[-1]
-            entries.append((cumulative, own, calls, f"{short}:{line} {name}"))
-    print(f"total profiled time {total:.2f} s; livekit-otel functions by cumulative time:")
-    print(f"{'cumulative s':>13} {'own s':>8} {'calls':>8}  function")
-    for cumulative, own, calls, label in sorted(entries, reverse=True)[: args.top]:
-        print(f"{cumulative:13.3f} {own:8.3f} {calls:8d}  {label}")
+    print("\n".join(hot_path.render(hot, args.top, title)))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=300, help="turns per session (300)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each config (3)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each config (3; 0 skips)")
     parser.add_argument("--warmup", type=int, default=5, help="turns skipped per run (5)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
+    parser.add_argument(
+        "--configs",
+        default=",".join(SEPARATE_CONFIGS),
+        help=f"separate processes, comma-separated, of {', '.join(CONFIGS)}",
+    )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="the Markdown report")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
         "--no-paired", dest="paired", action="store_false", help="skip the paired run"
     )
-    parser.add_argument("--profile", action="store_true", help="profile livekit-otel instead")
-    parser.add_argument("--top", type=int, default=30, help="functions listed by --profile")
+    parser.add_argument(
+        "--paired-only", action="store_true", help="only the paired run (CPU and wall per turn)"
+    )
+    parser.add_argument("--sessions", type=int, default=50, help="calls at once (50)")
+    parser.add_argument(
+        "--concurrent-turns", type=int, default=4, help="turns of each of those calls (4)"
+    )
+    parser.add_argument(
+        "--concurrent-rounds",
+        type=int,
+        default=3,
+        help="untraced/traced pairs of the calls at once (3; 0 skips)",
+    )
+    parser.add_argument("--concurrent", action="store_true", help="only the calls at once")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile our code instead (see --profile-variant)"
+    )
+    parser.add_argument(
+        "--profile-variant", default=FULL, choices=list(VARIANTS_BY_NAME), help=f"({FULL})"
+    )
+    parser.add_argument("--top", type=int, default=15, help="rows per --profile table (15)")
     args = parser.parse_args(argv)
     if args.turns <= args.warmup + 10:
         parser.error("--turns must exceed --warmup by more than 10")
+    if args.paired_only:
+        args.rounds, args.concurrent_rounds = 0, 0
+    if args.concurrent:
+        args.rounds, args.paired = 0, False
+        args.concurrent_rounds = args.concurrent_rounds or 3
     return profile(args) if args.profile else bench(args)
 
 

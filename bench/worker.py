@@ -1,13 +1,29 @@
-"""One benchmark run in its own process: a long scripted audio session under one config.
+"""One benchmark run in its own process; prints one JSON object on the last line of stdout.
 
-Run by ``bench/run.py``; prints one JSON object on the last line of stdout::
+Run by ``bench/run.py``::
 
-    python bench/worker.py --config livekit-otel --turns 300
+    python bench/worker.py --config spans+metrics+content --turns 300
+    python bench/worker.py --config paired --turns 300
+    python bench/worker.py --config concurrent --traced --sessions 50 --turns 4
 
-Configs: ``off`` (no tracing), ``builtin`` (LiveKit's own telemetry into an in-memory
-exporter), ``livekit-otel`` (our instrumentor into an in-memory exporter, content capture
-on), ``livekit-otel-otlp`` (``setup_otlp`` to ``--endpoint``, batch export over HTTP).
+``--config`` is one of:
+
+- a variant of :data:`VARIANTS` (``off``, ``builtin``, ``spans``, ``spans+metrics``,
+  ``spans+metrics+content``): one long scripted audio session traced that way, into
+  in-memory exporters;
+- ``livekit-otel-otlp``: ``setup_otlp`` to ``--endpoint``, batch export over HTTP;
+- ``paired``: every variant as its own session in this one process, turns interleaved
+  (see :func:`paired_sessions`);
+- ``concurrent``: ``--sessions`` short sessions at once on one event loop, untraced or
+  (``--traced``) with spans, metrics and content (see :func:`concurrent_sessions`).
+
 ``--profile FILE`` writes a cProfile of the session (not of the imports) to ``FILE``.
+
+CPU per turn is ``time.process_time()`` (every thread of the process) from the user's
+start of speech until the event loop has run everything the turn left ready to run
+(:func:`settle`), so work a turn schedules for right after its reply (a span ended from a
+done callback, a metric recorded from an event) is charged to that turn. Wall time per
+turn stops at the end of the reply.
 """
 
 from __future__ import annotations
@@ -22,16 +38,20 @@ import resource
 import sys
 import threading
 import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-CONFIGS = ("off", "builtin", "livekit-otel", "livekit-otel-otlp")
+OTLP = "livekit-otel-otlp"
 PAIRED = "paired"
-PAIRED_VARIANTS = ("off", "builtin", "livekit-otel", "livekit-otel+metrics")
+CONCURRENT = "concurrent"
 FLUSH_TIMEOUT_S = 30.0
+SETTLE_ROUNDS = 50
+"""At most this many passes of the event loop after a turn before its CPU time is read."""
 
 _PROMPTS = (
     "hello there, how are you today",
@@ -42,9 +62,46 @@ _PROMPTS = (
 _CITIES = ("Paris", "Berlin", "Lisbon", "Oslo", "Rome")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How one benchmark session is traced. Add a session to the bench by adding one here.
+
+    ``options`` are the instrumentor's keyword options for the session (content capture
+    and the like); ``conversation`` are keyword options of the dev kit's
+    ``ScriptedConversation`` (a session that needs, say, recording).
+    """
+
+    name: str
+    description: str
+    builtin: bool = False
+    """LiveKit's own telemetry (``livekit.agents.telemetry.set_tracer_provider``)."""
+    spans: bool = False
+    """livekit-otel's instrumentor."""
+    metrics: bool = False
+    """livekit-otel's OpenTelemetry metrics, into an SDK meter provider built as setup
+    builds it (an in-memory reader, no exemplar sampling)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    conversation: Mapping[str, Any] = field(default_factory=dict)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("off", "no tracing"),
+    Variant("builtin", "LiveKit's built-in telemetry", builtin=True),
+    Variant("spans", "livekit-otel spans, content capture off", spans=True,
+            options={"capture_content": False}),
+    Variant("spans+metrics", "livekit-otel spans and metrics, content capture off",
+            spans=True, metrics=True, options={"capture_content": False}),
+    Variant("spans+metrics+content", "livekit-otel spans and metrics, content capture on",
+            spans=True, metrics=True, options={"capture_content": True}),
+)  # fmt: skip
+VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+FULL = "spans+metrics+content"
+"""The variant the targets are judged on: everything livekit-otel records, on."""
+
+
 @dataclass
 class Result:
-    """What one run measured; serialized as JSON for the parent."""
+    """What one session measured; serialized as JSON for the parent."""
 
     config: str
     turns: int
@@ -77,7 +134,7 @@ class CountingProcessor(SpanProcessor):
             self.ended += 1
 
 
-def script(turns: int) -> list[Any]:
+def script(turns: int, marker: str = "") -> list[Any]:
     """The benchmark conversation: plain replies, and a tool call every other turn."""
     from livekit_otel_dev.scripted import ToolCall, UserTurn
 
@@ -85,10 +142,12 @@ def script(turns: int) -> list[Any]:
     for index in range(turns):
         if index % 2:
             city = _CITIES[index % len(_CITIES)]
-            call = ToolCall("lookup_weather", {"location": city})
-            result.append(UserTurn(f"turn {index}: what is the weather in {city}", reply=call))
+            call = ToolCall("lookup_weather", {"location": f"{marker}{city}"})
+            text = f"{marker}turn {index}: what is the weather in {city}"
+            result.append(UserTurn(text, reply=call))
         else:
-            result.append(UserTurn(f"turn {index}: {_PROMPTS[(index // 2) % len(_PROMPTS)]}"))
+            text = f"{marker}turn {index}: {_PROMPTS[(index // 2) % len(_PROMPTS)]}"
+            result.append(UserTurn(text))
     return result
 
 
@@ -99,51 +158,97 @@ def history_digest(history: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(stable, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass
+async def settle() -> None:
+    """Let the event loop run what is ready to run (callbacks, woken tasks), a bounded number
+    of passes, so that a turn's trailing work is done before the next turn starts."""
+    loop = asyncio.get_running_loop()
+    for _ in range(SETTLE_ROUNDS):
+        if not getattr(loop, "_ready", None):
+            return
+        await asyncio.sleep(0)
+
+
 class Tracing:
-    """What a config set up: the span counter, the provider, the in-memory exporter."""
+    """The providers a variant records into: spans counted and kept in memory, metrics read
+    in memory. ``clear()`` empties the span exporter, as a real exporter frees what it sent."""
 
-    counter: CountingProcessor | None = None
-    provider: Any = None
-    exporter: Any = None
+    def __init__(self, variant: Variant) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.variant = variant
+        self.counter = CountingProcessor()
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(self.counter)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.meter_provider: Any = None
+        self.reader: Any = None
+        if variant.metrics:
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            from livekit_otel.setup.exporters import meter_provider_without_exemplars
+
+            self.reader = InMemoryMetricReader()
+            self.meter_provider = meter_provider_without_exemplars([self.reader])
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
 
 
-def install(config: str, endpoint: str | None) -> Tracing:
-    """Set up tracing for ``config``."""
-    if config == "off":
-        return Tracing()
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    counter = CountingProcessor()
-    if config == "livekit-otel-otlp":
-        from livekit_otel import setup_otlp
-
-        if not endpoint:
-            raise SystemExit("livekit-otel-otlp needs --endpoint")
-        provider = setup_otlp(endpoint, headers={}, metrics=False)
-        provider.add_span_processor(counter)
-        return Tracing(counter, provider)
-    provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(counter)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    if config == "builtin":
+def install(variant: Variant) -> Tracing | None:
+    """Set up ``variant``'s tracing for the whole process (one session per process)."""
+    if not (variant.builtin or variant.spans):
+        return None
+    tracing = Tracing(variant)
+    if variant.builtin:
         from livekit.agents import telemetry
 
-        telemetry.set_tracer_provider(provider)
-    elif config == "livekit-otel":
+        telemetry.set_tracer_provider(tracing.provider)
+    if variant.spans:
         from livekit_otel import LiveKitAgentsInstrumentor
 
-        LiveKitAgentsInstrumentor().instrument(tracer_provider=provider, capture_content=True)
-    else:
-        raise SystemExit(f"unknown config {config!r}; choose from {', '.join(CONFIGS)}")
-    return Tracing(counter, provider, exporter)
+        LiveKitAgentsInstrumentor().instrument(
+            tracer_provider=tracing.provider,
+            meter_provider=tracing.meter_provider,
+            **variant.options,
+        )
+    return tracing
 
 
-async def session(result: Result, tracing: Tracing, profiler: cProfile.Profile | None) -> None:
-    """Run the scripted conversation, timing each turn from speech start to reply done.
+def install_otlp(endpoint: str | None) -> tuple[Any, CountingProcessor]:
+    """``setup_otlp`` to ``endpoint`` (spans only), with a span counter on its provider."""
+    from livekit_otel import setup_otlp
+
+    if not endpoint:
+        raise SystemExit(f"{OTLP} needs --endpoint")
+    provider = setup_otlp(endpoint, headers={}, metrics=False)
+    counter = CountingProcessor()
+    provider.add_span_processor(counter)
+    return provider, counter
+
+
+async def timed_turn(conversation: Any, turn: Any, result: Result) -> None:
+    """One user turn: wall time to the reply's end, CPU time until the loop has settled."""
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    await conversation.user_says(turn)
+    wall_ms = (time.perf_counter() - wall) * 1000
+    await settle()
+    result.turn_cpu_ms.append((time.process_time() - cpu) * 1000)
+    result.turn_ms.append(wall_ms)
+
+
+async def session(
+    result: Result, variant: Variant, tracing: Tracing | None, profiler: cProfile.Profile | None
+) -> None:
+    """Run the scripted conversation, timing each turn.
 
     An in-memory exporter is emptied between turns (untimed), as a real exporter frees
     what it sent: kept spans would grow the heap, and the garbage collector's work, with
@@ -151,20 +256,16 @@ async def session(result: Result, tracing: Tracing, profiler: cProfile.Profile |
     """
     from livekit_otel_dev.scripted import ScriptedConversation
 
-    conversation = ScriptedConversation()
+    conversation = ScriptedConversation(**variant.conversation)
     turns = script(result.turns)
     if profiler is not None:
         profiler.enable()
     started = time.perf_counter()
     await conversation.start()
     for turn in turns:
-        wall = time.perf_counter()
-        cpu = time.process_time()
-        await conversation.user_says(turn)
-        result.turn_cpu_ms.append((time.process_time() - cpu) * 1000)
-        result.turn_ms.append((time.perf_counter() - wall) * 1000)
-        if tracing.exporter is not None:
-            tracing.exporter.clear()
+        await timed_turn(conversation, turn, result)
+        if tracing is not None:
+            tracing.clear()
     run = await conversation.aclose()
     result.session_s = time.perf_counter() - started
     if profiler is not None:
@@ -174,154 +275,252 @@ async def session(result: Result, tracing: Tracing, profiler: cProfile.Profile |
 
 
 @dataclass
-class Variant:
-    """One session of the paired run, and the provider of LiveKit's tracer during its turns."""
+class PairedSession:
+    """One variant's session in the paired run, and LiveKit's tracer provider for its turns."""
 
-    name: str
+    variant: Variant
     builtin_provider: Any
+    tracing: Tracing | None
     conversation: Any = None
     result: Result | None = None
 
 
-async def paired_session(turns: int) -> dict[str, Any]:
-    """Four sessions in one process, turns interleaved: off, builtin, livekit-otel, +metrics.
+async def paired_sessions(turns: int, variants: Iterable[Variant] = VARIANTS) -> dict[str, Any]:
+    """Every variant as its own session in one process, their turns interleaved.
 
-    Turn k of each session runs back to back (order rotated every turn), so a slow spell
-    of the machine hits all three alike. ``off`` and ``builtin`` start before livekit-otel
-    instruments (so they are not traced by it; its wrappers only pass their calls
-    through); LiveKit's own tracer is switched to the builtin config's provider for that
-    session's turns only.
+    Turn k of each session runs back to back, one session's turn at a time (the order
+    rotated every turn), so a slow spell of the machine hits every variant alike, and the
+    process CPU time spent from a turn's start until the loop settles after it is that
+    session's: the other sessions sit idle, waiting for their user to speak.
+
+    livekit-otel is instrumented once, keeping LiveKit's own telemetry
+    (``builtin_telemetry="keep"``); each session takes the tracer, meter and options in
+    force when it starts, so they are set before each traced session starts. The untraced
+    and builtin sessions start while livekit-otel records nothing for them (its wrappers
+    pass their calls straight through). LiveKit's own tracer is switched, for each
+    session's turns, to the builtin variant's provider, or to the pass-through tracer
+    livekit-otel installs by default (``builtin_telemetry="auto"``) for livekit-otel's
+    variants, or to the no-op tracer for the untraced one.
     """
     from livekit.agents import telemetry
     from livekit_otel_dev.scripted import ScriptedConversation
     from opentelemetry import trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from livekit_otel import LiveKitAgentsInstrumentor
+    from livekit_otel import LiveKitAgentsInstrumentor, set_meter_provider
+    from livekit_otel.config import resolve_options
     from livekit_otel.hooks.builtin import PassThroughTracerProvider
-    from livekit_otel.mapping.instruments import Instruments
 
-    builtin_exporter = InMemorySpanExporter()
-    builtin_counter = CountingProcessor()
-    builtin = TracerProvider()
-    builtin.add_span_processor(builtin_counter)
-    builtin.add_span_processor(SimpleSpanProcessor(builtin_exporter))
-    ours_exporter = InMemorySpanExporter()
-    ours_counter = CountingProcessor()
-    ours = TracerProvider()
-    ours.add_span_processor(ours_counter)
-    ours.add_span_processor(SimpleSpanProcessor(ours_exporter))
-    # the same tracing, plus OpenTelemetry metrics recorded into an SDK meter provider
-    metered_exporter = InMemorySpanExporter()
-    metered_counter = CountingProcessor()
-    metered = TracerProvider()
-    metered.add_span_processor(metered_counter)
-    metered.add_span_processor(SimpleSpanProcessor(metered_exporter))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    counters = {
-        "builtin": builtin_counter,
-        "livekit-otel": ours_counter,
-        "livekit-otel+metrics": metered_counter,
-    }
-    telemetry.set_tracer_provider(builtin)  # installs LiveKit's processors once
-    # LiveKit's tracer during the other sessions' turns: the global no-op for off (nobody
-    # set a provider), the pass-through tracer livekit-otel installs for livekit-otel
-    quiet_providers = {
-        "off": trace.NoOpTracerProvider(),
-        "livekit-otel": PassThroughTracerProvider(),
-        "livekit-otel+metrics": PassThroughTracerProvider(),
-    }
-    variants = {
-        name: Variant(name, builtin if name == "builtin" else quiet_providers[name])
-        for name in PAIRED_VARIANTS
-    }
-    for variant in variants.values():
-        if variant.name == "livekit-otel":
-            # no meter provider anywhere: the instruments record into the API's no-op meter
-            LiveKitAgentsInstrumentor().instrument(
-                tracer_provider=ours, capture_content=True, builtin_telemetry="keep"
-            )
-        elif variant.name == "livekit-otel+metrics":
-            # a session takes the tracer and instruments in force when it starts
+    chosen = list(variants)
+    sessions: list[PairedSession] = []
+    builtin_set = False
+    instrumentor = LiveKitAgentsInstrumentor()
+    # sessions livekit-otel must not trace start before it instruments
+    for variant in sorted(chosen, key=lambda variant: variant.spans):
+        tracing = Tracing(variant) if variant.builtin or variant.spans else None
+        quiet: Any = trace.NoOpTracerProvider()
+        if variant.builtin:
+            assert tracing is not None
+            if builtin_set:
+                raise SystemExit("the paired run takes one builtin variant")
+            telemetry.set_tracer_provider(tracing.provider)  # installs LiveKit's processors once
+            builtin_set = True
+            quiet = tracing.provider
+        if variant.spans:
+            assert tracing is not None
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument(builtin_telemetry="keep")
             active = LiveKitAgentsInstrumentor._active
             assert active is not None
-            active.state.tracer = metered.get_tracer("livekit_otel")
-            active.state.instruments = Instruments(meter_provider.get_meter("livekit_otel"), None)
-        telemetry.tracer.set_provider(variant.builtin_provider)
-        variant.conversation = ScriptedConversation()
-        variant.result = Result(config=variant.name, turns=turns)
-        await variant.conversation.start()
-    order = list(variants.values())
+            instrumentor.set_tracer_provider(tracing.provider)
+            set_meter_provider(tracing.meter_provider)
+            # options have no public setter short of instrumenting again, which would
+            # close the sessions already running
+            active.state.options = resolve_options(builtin_telemetry="keep", **variant.options)
+            quiet = PassThroughTracerProvider()
+        sessions.append(PairedSession(variant, quiet, tracing))
+        telemetry.tracer.set_provider(quiet)
+        conversation = ScriptedConversation(**variant.conversation)
+        sessions[-1].conversation = conversation
+        sessions[-1].result = Result(config=variant.name, turns=turns)
+        await conversation.start()
     for index, turn in enumerate(script(turns)):
-        shift = index % len(order)
-        for variant in order[shift:] + order[:shift]:
-            assert variant.result is not None
-            telemetry.tracer.set_provider(variant.builtin_provider)
-            wall = time.perf_counter()
-            cpu = time.process_time()
-            await variant.conversation.user_says(turn)
-            variant.result.turn_cpu_ms.append((time.process_time() - cpu) * 1000)
-            variant.result.turn_ms.append((time.perf_counter() - wall) * 1000)
-            builtin_exporter.clear()
-            ours_exporter.clear()
-            metered_exporter.clear()
+        shift = index % len(sessions)
+        for paired in sessions[shift:] + sessions[:shift]:
+            assert paired.result is not None
+            telemetry.tracer.set_provider(paired.builtin_provider)
+            await timed_turn(paired.conversation, turn, paired.result)
+            for other in sessions:
+                if other.tracing is not None:
+                    other.tracing.clear()
     results: dict[str, Any] = {}
-    for variant in order:
-        assert variant.result is not None
-        telemetry.tracer.set_provider(variant.builtin_provider)
-        run = await variant.conversation.aclose()
-        variant.result.history_items = len(run.history)
-        variant.result.history_digest = history_digest(run.history)
-        counter = counters.get(variant.name)
-        if counter is not None:
-            variant.result.spans_started = counter.started
-            variant.result.spans_ended = counter.ended
-        results[variant.name] = asdict(variant.result)
+    for paired in sessions:
+        assert paired.result is not None
+        telemetry.tracer.set_provider(paired.builtin_provider)
+        run = await paired.conversation.aclose()
+        paired.result.history_items = len(run.history)
+        paired.result.history_digest = history_digest(run.history)
+        if paired.tracing is not None:
+            paired.result.spans_started = paired.tracing.counter.started
+            paired.result.spans_ended = paired.tracing.counter.ended
+        results[paired.variant.name] = asdict(paired.result)
     return {"config": PAIRED, "turns": turns, "variants": results}
+
+
+def call_id(index: int) -> str:
+    """The session id of concurrent call ``index``; its marker in every turn's text."""
+    return f"call-{index:03d}"
+
+
+async def concurrent_sessions(sessions: int, turns: int, traced: bool) -> dict[str, Any]:
+    """``sessions`` scripted calls at once on one event loop (``asyncio.gather``).
+
+    Traced: livekit-otel with spans, metrics (setup's meter provider, in-memory reader)
+    and content capture, every call named by ``update_session(session_id=...)`` and its
+    turns carrying that name, so a span or text that strays into another call's trace
+    shows. Per turn: wall time from speech start to reply end, as each call sees it while
+    the others run. ``isolation`` counts what a correct tracer makes zero.
+    """
+    from livekit_otel_dev.scripted import ScriptedConversation
+
+    from livekit_otel import update_session
+
+    tracing = install(VARIANTS_BY_NAME[FULL]) if traced else None
+    turn_ms: list[list[float]] = [[] for _ in range(sessions)]
+    digests: list[str] = [""] * sessions
+
+    async def call(index: int) -> None:
+        conversation = ScriptedConversation()
+        if traced:
+            update_session(conversation.session, session_id=call_id(index))
+        await conversation.start()
+        for turn in script(turns, marker=f"[{call_id(index)}] "):
+            wall = time.perf_counter()
+            await conversation.user_says(turn)
+            turn_ms[index].append((time.perf_counter() - wall) * 1000)
+        run = await conversation.aclose()
+        digests[index] = history_digest(run.history)
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*(call(index) for index in range(sessions)))
+    elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu
+    data: dict[str, Any] = {
+        "config": CONCURRENT,
+        "traced": traced,
+        "sessions": sessions,
+        "turns": turns,
+        "turn_ms": turn_ms,
+        "digests": digests,
+        "elapsed_s": elapsed,
+        "cpu_s": cpu_s,
+    }
+    if tracing is not None:
+        data["isolation"] = isolation(tracing.exporter.get_finished_spans(), sessions)
+        tracing.shutdown()
+    return data
+
+
+def isolation(spans: Iterable[ReadableSpan], sessions: int) -> dict[str, int]:
+    """What would show one call's spans mixed with another's; every count 0 when apart.
+
+    ``traces``: traces found (should equal ``sessions``); the rest count traces (or
+    spans) that break a rule: not one ``agent_session`` root, not one session id of our
+    calls, a parent outside the trace, text naming another call, a call with no trace.
+    """
+    by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
+    for span in spans:
+        assert span.context is not None
+        by_trace[span.context.trace_id].append(span)
+    ids = {call_id(index) for index in range(sessions)}
+    seen: set[str] = set()
+    bad_roots = bad_ids = orphans = strays = 0
+    for trace_spans in by_trace.values():
+        roots = [span.name for span in trace_spans if span.parent is None]
+        bad_roots += roots != ["agent_session"]
+        owners = {(span.attributes or {}).get("session.id") for span in trace_spans}
+        if len(owners) != 1 or not owners <= ids:
+            bad_ids += 1
+            continue
+        (own,) = owners
+        seen.add(str(own))
+        span_ids = {span.context.span_id for span in trace_spans if span.context is not None}
+        orphans += sum(
+            1
+            for span in trace_spans
+            if span.parent is not None and span.parent.span_id not in span_ids
+        )
+        text = " ".join(
+            value
+            for span in trace_spans
+            for value in (span.attributes or {}).values()
+            if isinstance(value, str)
+        )
+        strays += any(f"[{other}]" in text for other in ids - {own})
+    return {
+        "traces": len(by_trace),
+        "bad_roots": bad_roots,
+        "bad_session_ids": bad_ids,
+        "orphan_spans": orphans,
+        "traces_naming_another_call": strays,
+        "calls_without_trace": len(ids - seen),
+    }
+
+
+def emit(data: dict[str, Any]) -> int:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=(*CONFIGS, PAIRED), required=True)
-    parser.add_argument("--turns", type=int, default=300)
+    configs = (*VARIANTS_BY_NAME, OTLP, PAIRED, CONCURRENT)
+    parser.add_argument("--config", choices=configs, required=True)
+    parser.add_argument("--turns", type=int, default=300, help="turns per session")
     parser.add_argument("--endpoint", default=None, help="OTLP/HTTP base URL (otlp config)")
     parser.add_argument("--profile", default=None, help="write a cProfile of the session here")
+    parser.add_argument("--variants", default=None, help="paired: comma-separated variants")
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent: calls at once")
+    parser.add_argument("--traced", action="store_true", help="concurrent: trace the calls")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     import livekit.agents  # noqa: F401  (import cost stays out of the measurement)
 
     if args.config == PAIRED:
-        paired = asyncio.run(paired_session(args.turns))
-        sys.stdout.write(json.dumps(paired) + "\n")
-        sys.stdout.flush()
-        return 0
-    tracing = install(args.config, args.endpoint)
+        names = args.variants.split(",") if args.variants else list(VARIANTS_BY_NAME)
+        variants = [VARIANTS_BY_NAME[name] for name in names]
+        return emit(asyncio.run(paired_sessions(args.turns, variants)))
+    if args.config == CONCURRENT:
+        return emit(asyncio.run(concurrent_sessions(args.sessions, args.turns, args.traced)))
     result = Result(config=args.config, turns=args.turns)
+    variant = VARIANTS_BY_NAME.get(args.config, VARIANTS_BY_NAME["off"])
+    tracing = install(variant)
+    provider: Any = tracing.provider if tracing is not None else None
+    counter = tracing.counter if tracing is not None else None
+    if args.config == OTLP:
+        provider, counter = install_otlp(args.endpoint)
     profiler = cProfile.Profile() if args.profile else None
     cpu_start = resource.getrusage(resource.RUSAGE_SELF)
-    asyncio.run(session(result, tracing, profiler))
-    if tracing.provider is not None:
+    asyncio.run(session(result, variant, tracing, profiler))
+    if provider is not None:
         flush_started = time.perf_counter()
-        tracing.provider.force_flush(int(FLUSH_TIMEOUT_S * 1000))
+        provider.force_flush(int(FLUSH_TIMEOUT_S * 1000))
         result.flush_s = time.perf_counter() - flush_started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.cpu_s = (usage.ru_utime - cpu_start.ru_utime) + (usage.ru_stime - cpu_start.ru_stime)
     result.maxrss_kb = usage.ru_maxrss
-    if tracing.counter is not None:
-        result.spans_started = tracing.counter.started
-        result.spans_ended = tracing.counter.ended
+    if counter is not None:
+        result.spans_started = counter.started
+        result.spans_ended = counter.ended
     if profiler is not None:
         profiler.dump_stats(args.profile)
-    if tracing.provider is not None:
-        tracing.provider.shutdown()
-    sys.stdout.write(json.dumps(asdict(result)) + "\n")
-    sys.stdout.flush()
-    return 0
+    if tracing is not None:
+        tracing.shutdown()
+    elif provider is not None:
+        provider.shutdown()
+    return emit(asdict(result))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""Twenty sessions at once in one process: each gets its own trace, and nothing of another's.
+"""Fifty sessions at once in one process: each gets its own trace, nothing of another's,
+and the same conversation as without tracing.
 
 The sessions run concurrently on one event loop (``asyncio.gather`` of scripted audio
-sessions), each with its own session id set before it starts and turns that name it, so
-any span, attribute or parent that strays into another session's trace shows.
+sessions), traced with spans, metrics (a meter provider built as setup builds it) and
+content capture, each with its own session id set before it starts and turns that name it,
+so any span, attribute or parent that strays into another session's trace shows. The same
+fifty scripts run first untraced, concurrently too; their histories are the reference.
+The time a traced turn takes next to an untraced one is the bench's to measure
+(``bench/run.py --concurrent``), not a test's.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from typing import Any
 
 import pytest
 from livekit_otel_dev.scripted import ToolCall, UserTurn, run_scripted_session
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel import update_session
+from livekit_otel.setup.exporters import meter_provider_without_exemplars
 from support.tracing import SpanTree, find_texts, input_of, instrumented
 
-SESSIONS = 20
+SESSIONS = 50
 TURNS = 4
+HISTORY_KEYS = ("type", "role", "content", "name", "arguments", "output", "is_error")
+"""What a history item says, without its ids and times."""
 
 
 def session_id(index: int) -> str:
@@ -44,37 +53,76 @@ def script(index: int) -> list[UserTurn]:
 
 @dataclass
 class Traces:
-    """The spans of all sessions, grouped by trace id."""
+    """The spans of all sessions, grouped by trace id; each session's conversation, traced
+    and untraced; the metrics recorded."""
 
     by_trace: dict[int, list[ReadableSpan]]
+    traced_histories: list[list[list[Any]]]
+    untraced_histories: list[list[list[Any]]]
+    turns_counted: float
+    """The sum of the ``lk.turns`` counter over every data point."""
 
     def session_ids(self, spans: list[ReadableSpan]) -> set[Any]:
         return {(span.attributes or {}).get("session.id") for span in spans}
 
 
-async def run_sessions() -> None:
-    async def one(index: int) -> None:
+def stable(history: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[item.get(key) for key in HISTORY_KEYS] for item in history]
+
+
+async def run_sessions() -> list[list[list[Any]]]:
+    """Every script at once; each session's history, in script order."""
+
+    async def one(index: int) -> list[list[Any]]:
         def name_it(session: Any) -> None:
             update_session(session, session_id=session_id(index))
 
-        await run_scripted_session(script(index), mode="audio", on_session=name_it)
+        run = await run_scripted_session(script(index), mode="audio", on_session=name_it)
+        return stable(run.history)
 
-    await asyncio.gather(*(one(index) for index in range(SESSIONS)))
+    return list(await asyncio.gather(*(one(index) for index in range(SESSIONS))))
 
 
 @pytest.fixture(scope="module")
 def traces() -> Iterator[Traces]:
-    with instrumented() as tracing:
-        asyncio.run(run_sessions())
+    untraced = asyncio.run(run_sessions())
+    reader = InMemoryMetricReader()
+    meter_provider = meter_provider_without_exemplars([reader])
+    with instrumented(meter_provider=meter_provider) as tracing:
+        traced = asyncio.run(run_sessions())
         grouped: dict[int, list[ReadableSpan]] = defaultdict(list)
         for span in tracing.exporter.get_finished_spans():
             assert span.context is not None
             grouped[span.context.trace_id].append(span)
-        yield Traces(dict(grouped))
+        data = reader.get_metrics_data()
+        turns_counted = sum(
+            point.value
+            for resource in (data.resource_metrics if data else [])
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "lk.turns"
+            for point in metric.data.data_points
+        )
+        yield Traces(dict(grouped), traced, untraced, turns_counted)
+    meter_provider.shutdown()
 
 
-def test_twenty_concurrent_sessions_make_twenty_traces(traces: Traces) -> None:
+def test_fifty_concurrent_sessions_make_fifty_traces(traces: Traces) -> None:
     assert len(traces.by_trace) == SESSIONS
+
+
+def test_each_sessions_conversation_is_the_same_as_untraced(traces: Traces) -> None:
+    assert traces.traced_histories == traces.untraced_histories
+
+
+def test_the_conversations_are_the_scripts(traces: Traces) -> None:
+    for index, history in enumerate(traces.untraced_histories):
+        user_texts = [item[2] for item in history if item[1] == "user"]
+        assert user_texts == [[turn.text] for turn in script(index)]
+
+
+def test_every_sessions_turns_are_counted_once_in_the_metrics(traces: Traces) -> None:
+    assert traces.turns_counted == SESSIONS * TURNS
 
 
 def test_each_trace_has_one_agent_session_root(traces: Traces) -> None:
