@@ -121,6 +121,9 @@ def realtime_call() -> Iterator[DemoCall]:
 
 # -- the metadata's weight ----------------------------------------------------------------
 REALTIME_METRICS_WHOLE = pytest.mark.xfail(
+    # releases whose RealtimeModelMetrics also carry the connection's fields on every
+    # response (acquire_time, connection_reused, session_duration: 1.8 does, 1.3 does not)
+    "session_duration" in RealtimeModelMetrics.model_fields,
     reason="2.1x: LiveKit's RealtimeModelMetrics, which the contract copies whole as "
     "lk.realtime.* (zeros and the model and provider the span names included), outweigh "
     "a realtime response's text (docs/spans.md, Known gaps)",
