@@ -21,6 +21,10 @@ Where the trace goes:
   (``livekit_otel.terminal``, what ``setup_console()`` prints for your agent).
 The demo sends no metrics (Phoenix and Jaeger take none): see docs/metrics.md for those.
 
+The call's audio is captured too (option ``audio="turns,call"``): each turn's clip and
+the whole recording, written beside the trace (``<trace>-audio/``) or uploaded to
+Langfuse; the user speaks a tone per turn and the agent's voice is a tone per reply.
+
 Run it with ``make demo`` or ``python examples/offline_demo.py [--realtime]``.
 """
 
@@ -56,6 +60,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from livekit_otel import setup_file, setup_langfuse, setup_otlp
+from livekit_otel.audio import runtime as audio_runtime
 from livekit_otel.setup.endpoints import redact_url, resolve_langfuse_target, resolve_otlp_target
 from livekit_otel.terminal import attach_console
 
@@ -74,18 +79,24 @@ ENDPOINTING = 0.05  # LiveKit's minimum endpointing delay
 # shorter than the accelerated call's pauses, so a user turn starts after the reply before
 _spoken = functools.partial(UserTurn, speech_duration=0.05, silence_duration=SILENCE)
 SCRIPT = [
-    _spoken("Hi, I'd like to plan a day out in Paris."),
+    _spoken("Hi, I'd like to plan a day out in Paris.", tone=330.0),
     _spoken(
         "What's the weather like in Paris today?",
         reply=ToolCall("lookup_weather", {"location": "Paris"}),
+        tone=392.0,
     ),
     _spoken(
         "Tell me everything about the history of the Louvre.",
         reply="The Louvre began as a fortress built in the late twelfth century. " * 8,
         interrupt_after=0.05,
+        tone=440.0,
     ),
-    _spoken("Sorry, short version please. Thanks, bye!"),
+    _spoken("Sorry, short version please. Thanks, bye!", tone=494.0),
 ]
+# the agent's "voice": a tone per reply (the first key its text contains), and the audio
+# the demo captures: each turn's clip and the call's recording
+AGENT_TONES = {"Louvre": 587.0, "sunny": 659.0, "": 523.0}
+AUDIO = "turns,call"
 
 # the realtime call: the model's server answers 150 ms after the end of the user's
 # speech and its first audio comes 200 ms after that
@@ -145,13 +156,18 @@ SERVICE = "livekit-otel-demo"
 PROJECT = "openinference.project.name"  # the Phoenix project the spans are filed under
 
 
-def _configure(name: str) -> tuple[TracerProvider, str, Path | None]:
+def _configure(name: str) -> tuple[TracerProvider, str, Path | None, Path | None]:
     """The provider livekit-otel traces the call to, where its spans go (for the summary),
-    and the file they are written to, if any."""
+    the file they are written to, if any, and the folder the audio goes to (none: to
+    Langfuse)."""
+    folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
+    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
+    audio_dir = path.with_name(path.name.removesuffix(".otlp.jsonl") + "-audio")
+    audio = {"audio": AUDIO, "audio_store": str(audio_dir)}
     if os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY"):
         url = resolve_langfuse_target(None, None, None, os.environ).url
-        provider = setup_langfuse(service_name=SERVICE)
-        return provider, f"sent to Langfuse ({redact_url(url)})", None
+        provider = setup_langfuse(service_name=SERVICE, instrument_options={"audio": AUDIO})
+        return provider, f"sent to Langfuse ({redact_url(url)})", None, None
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
@@ -159,15 +175,18 @@ def _configure(name: str) -> tuple[TracerProvider, str, Path | None]:
         attributes = (
             {} if PROJECT in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "") else {PROJECT: SERVICE}
         )
-        provider = setup_otlp(service_name=SERVICE, resource_attributes=attributes, metrics=False)
+        provider = setup_otlp(
+            service_name=SERVICE,
+            resource_attributes=attributes,
+            metrics=False,
+            instrument_options=audio,
+        )
         project = attributes.get(PROJECT, "named by OTEL_RESOURCE_ATTRIBUTES")
-        return provider, f"sent to {redact_url(url)} (Phoenix project: {project})", None
-    folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
-    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
-    provider = setup_file(path, service_name=SERVICE)
+        return provider, f"sent to {redact_url(url)} (Phoenix project: {project})", None, audio_dir
+    provider = setup_file(path, service_name=SERVICE, instrument_options=audio)
     # the span tree and latency table of each session, as setup_console() prints them
     attach_console(provider, stream=sys.stdout)
-    return provider, f"written as OTLP JSON to {path}", path
+    return provider, f"written as OTLP JSON to {path}", path, audio_dir
 
 
 async def run_demo_call() -> list[float]:
@@ -182,7 +201,7 @@ async def run_demo_call() -> list[float]:
             agent=ScriptedAgent(
                 hook_delay=HOOK, playout_delay=PLAYOUT, tool_delays={"lookup_weather": TOOL}
             ),
-            tts=ScriptedTTS(first_byte_delay=TTS_TTFB),
+            tts=ScriptedTTS(first_byte_delay=TTS_TTFB, tones=AGENT_TONES),
             session_options=options,
             playback_speed=25.0,
             timeline=ScriptTimeline(),
@@ -206,7 +225,7 @@ def _ms(seconds: float) -> str:
 async def main(realtime: bool = False) -> int:
     """Run the scripted call and show where its trace went; non-zero if an export failed."""
     errors = ExportErrors().attach()
-    provider, destination, file = _configure("demo-realtime" if realtime else "demo")
+    provider, destination, file, audio_dir = _configure("demo-realtime" if realtime else "demo")
     collected = InMemorySpanExporter()  # the demo's own copy, for the summary below
     provider.add_span_processor(SimpleSpanProcessor(collected))
     if realtime:
@@ -229,6 +248,7 @@ async def main(realtime: bool = False) -> int:
     else:
         truth = await run_demo_call()
     elapsed = time.perf_counter() - started
+    audio_runtime.shared_worker().drain(10.0)  # the spans that wait for their audio
     provider.force_flush()
     spans = collected.get_finished_spans()
     print(f"Scripted call done in {elapsed:.2f} s")
@@ -245,7 +265,24 @@ async def main(realtime: bool = False) -> int:
     print(f"{summary} {destination}; no metrics sent.")
     if file is not None:
         print(f"Show it again: python -m livekit_otel.view {file}")
+    _where_to_listen(audio_dir)
     return 0
+
+
+def _where_to_listen(audio_dir: Path | None) -> None:
+    if audio_dir is None:
+        print("Listen in Langfuse: each turn's clip and the call recording play beside the text.")
+        return
+    files = sorted(audio_dir.glob("*.ogg")) if audio_dir.is_dir() else []
+    calls = [f for f in files if f.name.endswith("-call.ogg")]
+    if not files:
+        print(f"No audio was written to {audio_dir}.")
+        return
+    call = calls[0].name if calls else "missing"
+    print(
+        f"Listen: {len(files) - len(calls)} turn clips and the call recording ({call}; user "
+        f"left, agent right) in {audio_dir}/"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, NamedTuple
 
 logger = logging.getLogger("livekit_otel")
@@ -414,3 +415,20 @@ def _raw_schema(tool: Any) -> dict[str, Any] | None:
     except Exception:
         return None
     return raw if isinstance(raw, dict) else None
+
+
+def livekit_recording(session: Any) -> tuple[Path | None, float | None, bool] | None:
+    """LiveKit's own recording of a session (``start(record=...)`` in a job): its file, its
+    start (``time.time()``), and whether it is still being written; ``None`` without one."""
+    recorder = getattr(session, "_recorder_io", None)
+    if recorder is None:
+        return None
+    path = getattr(recorder, "output_path", None)
+    # what the session report gives as audio_recording_started_at (1.3.6 to 1.8.9)
+    started = getattr(recorder, "recording_started_at", None)
+    writing = bool(getattr(recorder, "recording", False))
+    return (
+        Path(path) if path else None,
+        float(started) if isinstance(started, (int, float)) else None,
+        writing,
+    )

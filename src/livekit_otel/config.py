@@ -16,6 +16,8 @@ ENV_CONVENTIONS = "LIVEKIT_OTEL_CONVENTIONS"
 ENV_TRACE_PER = "LIVEKIT_OTEL_TRACE_PER"
 ENV_MAX_ATTRIBUTE_LENGTH = "LIVEKIT_OTEL_MAX_ATTRIBUTE_LENGTH"
 ENV_PROMPT_WINDOW = "LIVEKIT_OTEL_PROMPT_WINDOW"
+ENV_AUDIO = "LIVEKIT_OTEL_AUDIO"
+ENV_AUDIO_STORE = "LIVEKIT_OTEL_AUDIO_STORE"
 
 # the attributes the trace contract requires are always emitted; a convention adds its own
 CONVENTIONS = ("langfuse", "openinference", "genai")
@@ -23,6 +25,7 @@ CONVENTIONS = ("langfuse", "openinference", "genai")
 # most users of this plugin pick (the contract's GenAI keys are written anyway); each
 # setup narrows this to its backend's (backend_conventions)
 DEFAULT_CONVENTIONS = ("langfuse", "openinference")
+AUDIO_KINDS = ("turns", "call")
 TracePer = Literal["session", "turn"]
 BuiltinTelemetry = Literal["auto", "off", "keep"]
 Redactor = Callable[[str], str]
@@ -57,6 +60,12 @@ class Options:
     release: str | None = None
     environment: str | None = None
     trace_name: str = "agent_session"
+    audio: frozenset[str] = frozenset()
+    """``turns`` (each turn's clip), ``call`` (the whole recording), both, or none (default)."""
+    audio_store: Any = None
+    """A directory, or a callable ``(bytes, name) -> uri``, that keeps the audio."""
+    audio_inline: bool = False
+    """Langfuse only: the audio inline as a data URI (for servers that extract them)."""
 
     @property
     def langfuse(self) -> bool:
@@ -186,6 +195,40 @@ def backend_conventions(
     return options
 
 
+def _audio(value: object, name: str = "audio") -> frozenset[str]:
+    """``turns``, ``call``, both (``"turns,call"``, a list, ``"both"``) or none (``"off"``)."""
+    if isinstance(value, str):
+        names: list[object] = list(value.split(","))
+    elif isinstance(value, Iterable) and not isinstance(value, Mapping):
+        names = list(value)
+    else:
+        raise InvalidOptionError(
+            f"{name} must be 'turns', 'call' or 'turns,call' (or 'off'), got {_given(value)}"
+        )
+    chosen = frozenset(str(item).strip().lower() for item in names if str(item).strip())
+    if chosen & {"off", "none", "false", "0"}:
+        return frozenset()
+    if chosen & {"both", "all"}:
+        return frozenset(AUDIO_KINDS)
+    unknown = sorted(chosen - set(AUDIO_KINDS))
+    if unknown:
+        raise InvalidOptionError(
+            f"unknown audio kind(s) {', '.join(unknown)} in {name}: choose 'turns', 'call' "
+            "or 'turns,call' (or 'off')"
+        )
+    return chosen
+
+
+def _audio_store(value: object, name: str = "audio_store") -> object:
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return value
+    if callable(value) and not isinstance(value, (str, os.PathLike)):
+        return value
+    raise InvalidOptionError(
+        f"{name} must be a directory path or a function (bytes, name) -> uri, got {_given(value)}"
+    )
+
+
 def resolve_options(**kwargs: Any) -> Options:
     """Build :class:`Options` from instrumentor keyword arguments and the environment.
 
@@ -244,6 +287,18 @@ def resolve_options(**kwargs: Any) -> Options:
     for name in ("user_id", "release", "environment", "trace_name"):
         if name in values:
             values[name] = _optional_text(values[name], name)
+    if "audio" in values:
+        values["audio"] = _audio(values["audio"])
+    elif (raw := _env(ENV_AUDIO)) is not None:
+        values["audio"] = _audio(raw, ENV_AUDIO)
+    if "audio_store" in values:
+        values["audio_store"] = _audio_store(values["audio_store"])
+    elif (raw := _env(ENV_AUDIO_STORE)) is not None:
+        values["audio_store"] = _audio_store(raw.strip(), ENV_AUDIO_STORE)
+    if "audio_inline" in values:
+        values["audio_inline"] = parse_bool(values["audio_inline"], "audio_inline")
+    if values.get("capture_content") is False:
+        values["audio"] = frozenset()  # audio is content: no sound either
     if "tags" in values:
         values["tags"] = _tags(values["tags"])
     if "metadata" in values:
@@ -262,6 +317,8 @@ KNOWN_ENVIRONMENT = frozenset(
         ENV_TRACE_PER,
         ENV_MAX_ATTRIBUTE_LENGTH,
         ENV_PROMPT_WINDOW,
+        ENV_AUDIO,
+        ENV_AUDIO_STORE,
         "LIVEKIT_OTEL_CONSOLE",
         "LIVEKIT_OTEL_FILE",
         "LIVEKIT_OTEL_DEMO_DIR",

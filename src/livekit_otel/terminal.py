@@ -231,6 +231,24 @@ def _tokens(values: Mapping[str, Any]) -> str:
     return shown
 
 
+_MEDIA_MARK = "@@@langfuseMedia:"
+
+
+def _audio_note(values: Mapping[str, Any]) -> str:
+    """``audio 1.23 s at <uri>`` (or ``in Langfuse``) for a span with a clip or recording."""
+    duration = _number(values, attr.LK_AUDIO_DURATION)
+    if duration is None:
+        unavailable = values.get(attr.LK_RECORDING_UNAVAILABLE)
+        return f"no recording ({unavailable})" if isinstance(unavailable, str) else ""
+    uri = values.get(attr.LK_AUDIO_URI)
+    texts = " ".join(
+        str(values.get(key, ""))
+        for key in (attr.LANGFUSE_OBSERVATION_INPUT, attr.LANGFUSE_OBSERVATION_OUTPUT)
+    )
+    where = f"at {uri}" if isinstance(uri, str) else ("in Langfuse" if _MEDIA_MARK in texts else "")
+    return f"audio {duration:.2f} s {where}".rstrip()
+
+
 def _note(name: str, values: Mapping[str, Any], status: Any) -> str:
     """What the tree shows after a span's duration."""
     parts: list[str] = []
@@ -243,7 +261,7 @@ def _note(name: str, values: Mapping[str, Any], status: Any) -> str:
         if transcript:
             parts.append(f"transcript={_short(transcript, _TEXT_LIMIT)}")
     elif name == attr.SPAN_AGENT_TURN:
-        said = _output(values, attr.LK_TURN_AGENT_TEXT)
+        said = _output(values, attr.LK_TURN_AGENT_TEXT).split(_MEDIA_MARK)[0].rstrip()
         if said:
             parts.append(f"agent_text={_short(said, _TEXT_LIMIT)}")
         if values.get(attr.LK_TURN_INTERRUPTED) is True:
@@ -266,6 +284,9 @@ def _note(name: str, values: Mapping[str, Any], status: Any) -> str:
         )
         if arguments:
             parts.append(f"args={_short(arguments, _TEXT_LIMIT)}")
+    audio = _audio_note(values)
+    if audio:
+        parts.append(audio)
     if values.get(attr.LK_CANCELLED) is True:
         parts.append("cancelled")
     if getattr(getattr(status, "status_code", None), "name", "") == "ERROR":

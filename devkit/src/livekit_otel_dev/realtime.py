@@ -94,7 +94,13 @@ from livekit.agents.metrics.base import Metadata
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.voice import SpeechHandle
 
-from .scripted.media import ScriptedAudioInput, ScriptedAudioOutput, ScriptedTextOutput
+from .scripted.media import (
+    ScriptedAudioInput,
+    ScriptedAudioOutput,
+    ScriptedTextOutput,
+    tone_frames,
+    tone_pcm,
+)
 from .scripted.models import ToolCall
 from .scripted.tools import ScriptedAgent
 
@@ -320,6 +326,9 @@ class RealtimeReply:
     error: str | None = None
     """Fail the response (`status=failed`) with this message: metrics, then a recoverable
     `RealtimeModelError`."""
+    tone: float | None = None
+    """The message's audio is a sine of this many Hz (a test's known signal); `None`:
+    silence."""
 
     def __post_init__(self) -> None:
         if isinstance(self.calls, ToolCall):
@@ -516,8 +525,10 @@ def _current_speech_id() -> str | None:
 # -- the model --------------------------------------------------------------------------
 
 
-def _output_frame() -> rtc.AudioFrame:
+def _output_frame(tone: float | None = None) -> rtc.AudioFrame:
     samples = int(SAMPLE_RATE * FRAME_SECONDS)
+    if tone is not None:  # whole periods per frame at the test tones: frames join cleanly
+        return rtc.AudioFrame(tone_pcm(tone, FRAME_SECONDS, SAMPLE_RATE), SAMPLE_RATE, 1, samples)
     return rtc.AudioFrame(bytes(2 * samples), SAMPLE_RATE, 1, samples)
 
 
@@ -1051,7 +1062,7 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
                 if i and not await rec._pause(reply.frame_interval):
                     return
                 if i < frames:
-                    frame = _output_frame()
+                    frame = _output_frame(reply.tone)
                     model._frame_owner[id(frame)] = (frame, rec)
                     audio_ch.send_nowait(frame)
                     rec.frames_sent += 1
@@ -1426,9 +1437,16 @@ class RealtimeConversation:
             logger.warning("the held response was not interrupted; releasing it")
             self.rt_session.release()
 
-    async def _push_audio(self, utt: RealtimeUtterance, frames: int) -> None:
-        for _ in range(frames):
-            self.audio_input.push_frame(_input_frame())
+    async def _push_audio(
+        self, utt: RealtimeUtterance, frames: int, tone: float | None = None
+    ) -> None:
+        pieces = (
+            tone_frames(tone, frames * 0.02, SAMPLE_RATE)
+            if tone is not None
+            else [_input_frame() for _ in range(frames)]
+        )
+        for frame in pieces:
+            self.audio_input.push_frame(frame)
         self._frames_pushed += frames
         utt.frames_pushed = frames
         if not await self.rt_session.wait_for_audio(self._frames_pushed):
@@ -1457,6 +1475,7 @@ class RealtimeConversation:
         transcript: TranscriptTiming = "before",
         speech_duration: float = 1.0,
         respond: bool = True,
+        tone: float | None = None,
     ) -> RealtimeUtterance:
         """One utterance through the server's turn detection.
 
@@ -1464,14 +1483,15 @@ class RealtimeConversation:
         session's input, `input_speech_stopped`, then the server's response (`reply`,
         default an echo; none with `respond=False`) and the final transcript at the
         `transcript` moment. `follow_up` answers LiveKit's `generate_reply()` after the
-        reply's tools ran.
+        reply's tools ran. `tone`: the user's audio (`input_frames` frames of 20 ms) is a
+        sine of this many Hz instead of silence.
         """
         rt = self.rt_session
         held = self._held()
         utt = rt.speech_started(text, speech_duration=speech_duration)
         if held is not None:
             await self._interrupt_held(held)
-        await self._push_audio(utt, self.input_frames)
+        await self._push_audio(utt, self.input_frames, tone)
         rt.speech_ended(utt)
         wait = self.model.silence_window + self.model.stop_delay
         if wait > 0:  # the server's silence window, then its message on the way

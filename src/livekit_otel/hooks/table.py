@@ -4,7 +4,7 @@ without the hook loses. The instrumentor wraps and unwraps exactly this table.""
 from __future__ import annotations
 
 from .. import compat
-from . import replies, session, streams, user_turns
+from . import audio, replies, session, streams, user_turns
 from .guard import Hook
 
 _SESSION = compat.MODULE_SESSION
@@ -131,5 +131,27 @@ HOOKS: tuple[Hook, ...] = (
         "text sent to synthesis",
         "the moment text reaches a streaming synthesizer: llm and tts parts of latency merge",
         streams.tts_request,
+    ),
+    # -- audio (option ``audio``) ----------------------------------------------------------------
+    Hook(
+        _ACTIVITY,
+        "AgentActivity.push_audio",
+        "user audio clips",
+        "the user's audio: no user_turn clip and no user channel in the call recording",
+        audio.user_audio,
+    ),
+    Hook(
+        _ACTIVITY,
+        "perform_audio_forwarding",
+        "reply audio clips",
+        "the agent's audio: no agent_turn clip and no agent channel in the call recording",
+        audio.agent_audio,
+    ),
+    Hook(
+        _GENERATION,
+        "perform_audio_forwarding",
+        "reply audio clips",
+        "the agent's audio: no agent_turn clip and no agent channel in the call recording",
+        audio.agent_audio,
     ),
 )

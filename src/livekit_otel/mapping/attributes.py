@@ -117,6 +117,15 @@ LK_CLIPPED_SECONDS: Final = "lk.clipped_seconds"
 EXCEPTION_EVENT: Final = "exception"
 EXCEPTION_TYPE: Final = "exception.type"
 
+# audio (option ``audio``): on each span that carries a clip or the call's recording
+LK_AUDIO_MIME_TYPE: Final = "lk.audio.mime_type"
+LK_AUDIO_DURATION: Final = "lk.audio.duration"  # s
+LK_AUDIO_URI: Final = "lk.audio.uri"  # where the audio_store keeps it
+LK_AUDIO_DROPPED: Final = "lk.audio.dropped"  # the worker fell behind: (part of) it is missing
+LK_AUDIO_TRUNCATED: Final = "lk.audio.truncated"  # longer than the clip limit: cut there
+LK_RECORDING_START_OFFSET: Final = "lk.recording.start_offset"  # s, span start to 1st sample
+LK_RECORDING_UNAVAILABLE: Final = "lk.recording.unavailable"  # why agent_session has none
+
 # -- session and user, read by Langfuse and Phoenix ---------------------------------------
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"

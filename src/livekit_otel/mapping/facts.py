@@ -182,3 +182,22 @@ class RealtimeResponseFacts:
     user_text: str | None
     output_text: str | None
     tool_calls: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class AudioFacts:
+    """The audio a span carries (a turn's clip or the call's recording), once stored."""
+
+    mime_type: str
+    duration: float | None
+    uri: str | None
+    reference: str | None
+    """For Langfuse: the media reference (or data URI) to show beside the text."""
+    field: str
+    """``input`` or ``output``: where the reference goes."""
+    text: str | None
+    """The text already in that field, which the reference joins."""
+    dropped: bool = False
+    truncated: bool = False
+    start_offset: float | None = None
+    unavailable: str | None = None

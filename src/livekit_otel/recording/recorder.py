@@ -9,13 +9,15 @@ module, which writes the attributes. Replies live in :mod:`.replies`, utterances
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from .. import compat
+from ..audio import runtime as audio_runtime
+from ..audio.session import AudioResult, SessionAudio
 from ..config import Options
 from ..mapping import attributes as attr
 from ..mapping import content
@@ -25,7 +27,7 @@ from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
 from . import registry as lifecycle
 from .realtime import realtime_usage
-from .replies import Replies
+from .replies import Replies, audio_facts
 from .spans import Protect, SessionSpans, now, ns, seconds
 from .user_turns import UserTurn, UserTurns
 
@@ -103,7 +105,25 @@ class SessionRecorder:
         self.session_context = self.spans.session_context
         self.start_span = self.spans.child(attr.SPAN_SESSION_START, self.session_context)
         self.close_span: Span | None = None
+        self.audio = self._session_audio(session, protect)
+        self.replies.audio = self.audio
         lifecycle.session_opened(self)
+
+    def _session_audio(self, session: Any, protect: Protect) -> SessionAudio | None:
+        """The session's audio capture, when the ``audio`` option asks for it."""
+        options = self.options
+        if not options.audio or not options.capture_content:
+            return None
+        settings = audio_runtime.settings_for(
+            options.audio, options.audio_store, options.audio_inline, options.langfuse
+        )
+        return SessionAudio(
+            settings,
+            audio_runtime.shared_worker(),
+            self.started_at,
+            lambda: compat.livekit_recording(session),
+            protect,
+        )
 
     @property
     def turns(self) -> dict[str, Any]:
@@ -193,7 +213,16 @@ class SessionRecorder:
             last_agent_text=self.last_agent_text,
         )
         self.session_span.set_attributes(self.conventions.session_end(end))
-        self.session_span.end(ns(now()))
+        if self.audio is None:
+            self.session_span.end(ns(now()))
+            return
+        text = content.limit(self.last_agent_text, self.options) if self.last_agent_text else None
+        conventions = self.conventions
+
+        def write(result: AudioResult) -> dict[str, Any]:
+            return conventions.audio(audio_facts(result, "output", text))
+
+        self.audio.finish_session(self.session_span, ns(now()), write)
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, name: str, event: Any) -> None:
@@ -207,8 +236,19 @@ class SessionRecorder:
         at = float(getattr(event, "created_at", None) or now())
         if state == "speaking":
             self.user_turns.user_speaking(at)
+            self._user_clip_starts()
         elif state == "listening":
             self.user_turns.user_listening(at)
+            if self.audio is not None:
+                self.audio.user_speech_ended()
+
+    def _user_clip_starts(self) -> None:
+        """The user speaks: the utterance's clip starts (or goes on, if it resumed)."""
+        turn = self.user_turns.current
+        if self.audio is None or turn is None:
+            return
+        if turn.audio is None or not turn.audio.open:
+            turn.audio = self.audio.user_speech_started()
 
     def _on_transcribed(self, event: Any) -> None:
         if getattr(event, "is_final", False):
@@ -341,6 +381,9 @@ class SessionRecorder:
         span = self.spans.child(attr.SPAN_USER_TURN, parent, values, ns(start), links)
         if eou is not None:
             self._write_end_of_turn(span, turn, eou, start, end)
+        if self.audio is not None and turn.audio is not None:
+            ending = _EndsWithAudio(span, self.audio, turn.audio, self.conventions)
+            return cast(Span, ending), ns(end)
         return span, ns(end)
 
     def _write_end_of_turn(
@@ -377,6 +420,35 @@ class SessionRecorder:
         if turn is not None and answered is not None:
             answered.owner = turn.context
             self.user_turns.owned(answered)
+
+
+class _EndsWithAudio:
+    """A ``user_turn`` span whose end waits for its clip to be stored (the rest passes on)."""
+
+    def __init__(
+        self, span: Span, audio: SessionAudio, clip: Any, conventions: Conventions
+    ) -> None:
+        self._span = span
+        self._audio = audio
+        self._clip = clip
+        self._conventions = conventions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._span, name)
+
+    def set_attributes(self, attributes: Attributes) -> None:
+        """Passed on to the span."""
+        self._span.set_attributes(attributes)
+
+    def end(self, end_time: int | None = None) -> None:
+        """End the span once its clip is stored (it keeps ``end_time``)."""
+        conventions = self._conventions
+
+        def write(result: AudioResult) -> dict[str, Any]:
+            return conventions.audio(audio_facts(result, "input", None))
+
+        end = end_time if end_time is not None else ns(now())
+        self._audio.finish_clip(self._span, end, self._clip, "input", "user", write)
 
 
 _EVENT_HANDLERS = {

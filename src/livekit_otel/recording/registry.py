@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics import MeterProvider
 
+from ..audio import runtime as audio_runtime
+
 logger = logging.getLogger("livekit_otel.bootstrap")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 3.0
@@ -86,6 +88,14 @@ async def wait_for_open_sessions(timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
+async def wait_for_audio(deadline: float) -> None:
+    """Wait until the spans held for their audio (the root, for the call recording) have
+    ended, at most until ``deadline`` (the loop's time)."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline and not audio_runtime.idle():
+        await asyncio.sleep(0.02)
+
+
 def flush_on_shutdown(
     provider: Flushable, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
 ) -> ShutdownCallback:
@@ -105,6 +115,7 @@ def flush_on_shutdown(
         # LiveKit closes the job's sessions in another shutdown callback, at the same time
         # as this one: give their last spans (session_close, agent_session) a chance first
         await wait_for_open_sessions(timeout / 2)
+        await wait_for_audio(started + timeout * 0.8)
         remaining = max(timeout - (loop.time() - started), 0.1)
         done: asyncio.Future[bool] = loop.create_future()
 

@@ -16,12 +16,15 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from .. import compat
+from ..audio.clips import Clip
+from ..audio.session import AudioResult, SessionAudio
 from ..config import Options
 from ..mapping import attributes as attr
 from ..mapping import content
 from ..mapping.conventions import Attributes
 from ..mapping.facts import (
     AgentTurnFacts,
+    AudioFacts,
     LlmRequest,
     LlmResponse,
     ToolCall,
@@ -74,6 +77,7 @@ class AgentTurn:
     __slots__ = (
         "__weakref__",
         "agent_text",
+        "audio",
         "context",
         "done_at",
         "done_callback",
@@ -101,6 +105,7 @@ class AgentTurn:
         self.done_at = 0.0
         # what speech synthesis was given (the TTS nodes' text) and the seconds of audio it made
         self.synthesized: tuple[list[list[str]], list[float]] = ([], [])
+        self.audio: Clip | None = None  # the reply's audio as handed to the output
 
 
 class Replies:
@@ -130,6 +135,7 @@ class Replies:
         self.realtime = RealtimeResponses(
             spans, instruments, self.component, self.prompt, options, protect
         )
+        self.audio: SessionAudio | None = None
 
     def component(self, name: str) -> Any | None:
         """The session's (or current agent's) ``stt``, ``llm`` or ``tts``."""
@@ -274,8 +280,25 @@ class Replies:
                 facts.spoken_text = self._heard_text(turn, facts.spoken_text, timeline.played)
         facts.call_input = self.spans.facts.first_user_text
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
-        turn.span.end(ns(turn.done_at))
+        self._end_with_audio(turn)
         self.instruments.record_turn(facts)
+
+    def _end_with_audio(self, turn: AgentTurn) -> None:
+        """End the turn's span, after its clip (cut where playback stopped) is stored."""
+        clip, audio = turn.audio, self.audio
+        if audio is None or clip is None:
+            turn.span.end(ns(turn.done_at))
+            return
+        if turn.timeline.segments:
+            clip.cut(turn.timeline.played)
+        said = turn.facts.spoken_text
+        text = content.limit(said, self.options) if said else None
+        conventions = self.conventions
+
+        def write(result: AudioResult) -> dict[str, Any]:
+            return conventions.audio(audio_facts(result, "output", text))
+
+        audio.finish_clip(turn.span, ns(turn.done_at), clip, "output", "agent", write)
 
     @staticmethod
     def _heard_text(turn: AgentTurn, said: str | None, played: float) -> str | None:
@@ -455,3 +478,19 @@ class Replies:
         if cancelled:
             values[attr.LK_CANCELLED] = True
         self._end_node(node, values, error)
+
+
+def audio_facts(result: AudioResult, field: str, text: str | None) -> AudioFacts:
+    """What the audio module found, as the conventions module reads it."""
+    return AudioFacts(
+        mime_type=result.mime_type,
+        duration=result.duration,
+        uri=result.uri,
+        reference=result.reference,
+        field=field,
+        text=text,
+        dropped=result.dropped,
+        truncated=result.truncated,
+        start_offset=result.start_offset,
+        unavailable=result.unavailable,
+    )

@@ -24,6 +24,7 @@ class UserTurn:
     """One user utterance while it is being heard."""
 
     __slots__ = (
+        "audio",
         "committed_at",
         "ends_at_speech_end",
         "input_mode",
@@ -49,6 +50,7 @@ class UserTurn:
         self.ends_at_speech_end = False
         # the context of the reply that answers it (a per-turn trace's root), once known
         self.owner: Any | None = None
+        self.audio: Any = None  # its clip, when audio turns are captured
 
     def end(self) -> float | None:
         """When the utterance's span ends: the commit, or the end of speech (realtime)."""

@@ -9,9 +9,17 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util.types import AttributeValue
 
+from livekit_otel.audio import runtime as audio_runtime
+from livekit_otel.audio.langfuse import LangfuseMedia
 from livekit_otel.config import warn_unknown_environment
 from livekit_otel.recording.registry import DEFAULT_SHUTDOWN_TIMEOUT
-from livekit_otel.setup.endpoints import LANGFUSE_VARIABLES, resolve_langfuse_target
+from livekit_otel.setup.endpoints import (
+    LANGFUSE_OTEL_PATH,
+    LANGFUSE_VARIABLES,
+    TRACES_PATH,
+    ExportTarget,
+    resolve_langfuse_target,
+)
 from livekit_otel.setup.installed import install, never_failing_a_job
 from livekit_otel.setup.settings import setup_options
 
@@ -43,6 +51,8 @@ def setup_langfuse(
     close to a known name (``LANGFUSE_HOTS``) is one warning naming the right one; with no
     host given, one INFO line says spans go to Langfuse Cloud. Inside a running LiveKit job
     it logs one ERROR instead and returns ``disabled_provider()``, as ``setup_otlp`` does.
+    With the ``audio`` option, the audio is uploaded to the same project through
+    Langfuse's media API.
     """
 
     def build() -> TracerProvider:
@@ -57,6 +67,16 @@ def setup_langfuse(
         warn_unknown_environment("LANGFUSE_", LANGFUSE_VARIABLES, only_close=True)
         target = resolve_langfuse_target(host, public_key, secret_key, os.environ)
         # Langfuse's keys; the GenAI keys it reads are the contract's, written anyway
-        return install(target, options, None, conventions="langfuse")
+        provider = install(target, options, None, conventions="langfuse")
+        _upload_audio_to(target)
+        return provider
 
     return never_failing_a_job("setup_langfuse", build)
+
+
+def _upload_audio_to(target: ExportTarget) -> None:
+    """Audio captured from now on (option ``audio``) is uploaded to this Langfuse project."""
+    host = target.url.removesuffix(TRACES_PATH).removesuffix(LANGFUSE_OTEL_PATH)
+    authorization = target.headers.get("authorization")
+    if authorization:
+        audio_runtime.use_langfuse(LangfuseMedia(host, authorization))

@@ -46,6 +46,7 @@ from .media import (
     ScriptedTextOutput,
     SegmentHold,
     silence_frame,
+    tone_frames,
 )
 from .models import Reply, ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, _last_user_text
 from .timeline import ExpectedLatency, ScriptTimeline, expected_latencies
@@ -62,6 +63,9 @@ __all__ = [
 logger = logging.getLogger("livekit_otel_dev.scripted")
 
 T = TypeVar("T")
+
+TONE_LEAD = 0.2
+"""Seconds of silence the user's audio input gets before a turn's tone."""
 
 _BARGE_IN_TIMEOUT = 2.0
 """How long a barge-in waits for LiveKit to interrupt the held reply before releasing it."""
@@ -92,6 +96,11 @@ class UserTurn:
     real_silence: bool | None = None
     """Wait `silence_duration` in real time (see the module docstring); `None`: the
     conversation's setting."""
+    tone: float | None = None
+    """Speak a sine of this many Hz for `speech_duration` seconds (after `TONE_LEAD`
+    seconds of silence), frame by frame through the audio input, so the audio the agent
+    received is known: START_OF_SPEECH comes after the silence, END_OF_SPEECH after the
+    tone. `None`: a few silent frames, as before."""
 
 
 @dataclass
@@ -243,8 +252,10 @@ class ScriptedConversation:
         real_silence: bool = False,
         endpointing_delay: float | None = None,
         llm_options: Mapping[str, Any] | None = None,
+        real_time_audio: bool = False,
     ) -> None:
         self._replies: dict[str, Reply] = {}
+        self.real_time_audio = real_time_audio
         self.timeline = timeline
         self.real_silence = real_silence
         if llm is None:
@@ -327,10 +338,27 @@ class ScriptedConversation:
         if self.timeline is not None:
             self.timeline.stamp(name, speech_id=None, **data)
 
+    async def _push_audio(self, frames: Sequence[rtc.AudioFrame]) -> float:
+        """Push frames (paced in real time with `real_time_audio`) until LiveKit took them
+        all; returns when the first one was pushed (`time.time()`)."""
+        started = time.time()
+        elapsed = 0.0
+        for frame in frames:
+            if self.real_time_audio:
+                await asyncio.sleep(max(0.0, started + elapsed - time.time()))
+            self.audio_input.push_frame(frame)
+            elapsed += frame.duration
+        await self._wait(self.audio_input.drained(), "audio input to be read")
+        return started
+
     async def _vad_speech(self, turn: UserTurn, index: int | None = None) -> None:
         speaking = self._expect("user_state_changed", self._state_is("speaking"))
-        for _ in range(turn.frames):
-            self.audio_input.push_frame(silence_frame())
+        if turn.tone is not None:
+            silence = [silence_frame() for _ in range(round(TONE_LEAD / 0.02))]
+            await self._push_audio(silence)
+        else:
+            for _ in range(turn.frames):
+                self.audio_input.push_frame(silence_frame())
         started = await self.vad.emit_event(
             VADEventType.START_OF_SPEECH, speech_duration=turn.speech_duration
         )
@@ -340,6 +368,12 @@ class ScriptedConversation:
             )
         await self.vad.emit_event(VADEventType.INFERENCE_DONE, speech_duration=turn.speech_duration)
         await self._wait(speaking, "user start of speech")
+        if turn.tone is not None:
+            at = await self._push_audio(tone_frames(turn.tone, turn.speech_duration))
+            if self.timeline is not None:
+                self.timeline.stamp(
+                    "user.tone_start", at=at, speech_id=None, turn=index, frequency=turn.tone
+                )
         if self._held is not None:  # this speech barges in on a held reply
             held, self._held = self._held, None
             try:
@@ -508,6 +542,7 @@ async def run_scripted_session(
     real_silence: bool = False,
     endpointing_delay: float | None = None,
     llm_options: Mapping[str, Any] | None = None,
+    real_time_audio: bool = False,
 ) -> ScriptedRun:
     """Run a whole scripted conversation on a real `AgentSession` and close it.
 
@@ -516,7 +551,8 @@ async def run_scripted_session(
     starts (to attach listeners or instrumentation). `session_options` override
     `scripted_session_options()`. `timeline`, `real_silence`, `endpointing_delay` and
     `llm_options` are as for `ScriptedConversation` (opt-in, for latency tests with
-    known truth).
+    known truth). `real_time_audio` pushes the user's audio (turns with a `tone`) at the
+    pace of real time, as a microphone would.
     """
     conv = ScriptedConversation(
         agent=agent,
@@ -529,6 +565,7 @@ async def run_scripted_session(
         real_silence=real_silence,
         endpointing_delay=endpointing_delay,
         llm_options=llm_options,
+        real_time_audio=real_time_audio,
     )
     if on_session is not None:
         maybe = on_session(conv.session)

@@ -12,8 +12,10 @@ output" when this output is the top of the chain) and `output.segment_end`.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import inspect
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,8 @@ __all__ = [
     "ScriptedTextOutput",
     "SegmentHold",
     "silence_frame",
+    "tone_frames",
+    "tone_pcm",
 ]
 
 
@@ -39,6 +43,26 @@ def silence_frame(duration: float = 0.02, sample_rate: int = 16000) -> rtc.Audio
     return rtc.AudioFrame(bytes(2 * samples), sample_rate, 1, samples)
 
 
+def tone_pcm(frequency: float, duration: float, sample_rate: int = 16000) -> bytes:
+    """A mono 16-bit sine of ``frequency`` Hz, ``duration`` seconds long (a test's known
+    signal: each utterance and reply can have its own)."""
+    count = round(sample_rate * duration)
+    phase = 2 * math.pi * frequency / sample_rate
+    return array.array("h", (int(8000 * math.sin(phase * n)) for n in range(count))).tobytes()
+
+
+def tone_frames(
+    frequency: float, duration: float, sample_rate: int = 16000, frame: float = 0.02
+) -> list[rtc.AudioFrame]:
+    """``tone_pcm`` cut into frames of ``frame`` seconds (the last one may be shorter)."""
+    pcm = tone_pcm(frequency, duration, sample_rate)
+    step = 2 * int(sample_rate * frame)
+    return [
+        rtc.AudioFrame(pcm[i : i + step], sample_rate, 1, len(pcm[i : i + step]) // 2)
+        for i in range(0, len(pcm), step)
+    ]
+
+
 class ScriptedAudioInput(io.AudioInput):
     """The user's microphone: yields the frames the driver pushes, until closed."""
 
@@ -46,6 +70,7 @@ class ScriptedAudioInput(io.AudioInput):
         super().__init__(label=label)
         self._queue: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
         self._closed = False
+        self._waiting = False
 
     def push_frame(self, frame: rtc.AudioFrame) -> None:
         """Queue one frame for LiveKit to read."""
@@ -58,8 +83,15 @@ class ScriptedAudioInput(io.AudioInput):
             self._closed = True
             self._queue.put_nowait(None)
 
+    async def drained(self) -> None:
+        """Wait until LiveKit has taken every queued frame (and handed it to the agent)."""
+        while not (self._queue.empty() and self._waiting) and not self._closed:
+            await asyncio.sleep(0.001)
+
     async def __anext__(self) -> rtc.AudioFrame:
+        self._waiting = True
         frame = await self._queue.get()
+        self._waiting = False
         if frame is None:
             raise StopAsyncIteration
         return frame

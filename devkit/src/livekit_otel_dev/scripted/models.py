@@ -30,13 +30,14 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from livekit.agents import llm, stt, tts, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 
+from .media import tone_pcm
 from .timeline import ScriptTimeline
 
 _LANGUAGE: Any = "en"  # a LanguageCode from 1.6 (converted from str), a str before
@@ -486,6 +487,7 @@ class ScriptedTTS(tts.TTS):
         model: str = "scripted-tts-1",
         provider: str = "scripted",
         timeline: ScriptTimeline | None = None,
+        tones: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=self.STREAMING),
@@ -495,6 +497,8 @@ class ScriptedTTS(tts.TTS):
         self.first_byte_delay = first_byte_delay
         self.seconds_per_char = seconds_per_char
         self.timeline = timeline
+        self.tones = dict(tones or {})
+        """Text to tone: a synthesis whose text contains a key is a sine of that many Hz."""
         self._model = model
         self._provider = provider
         self._requests = itertools.count(1)
@@ -508,6 +512,13 @@ class ScriptedTTS(tts.TTS):
     def provider(self) -> str:
         """The fixed provider name."""
         return self._provider
+
+    def audio_for(self, text: str, seconds: float) -> bytes:
+        """``seconds`` of audio for ``text``: its tone (see ``tones``), else silence."""
+        for key, frequency in self.tones.items():
+            if key in text:
+                return tone_pcm(frequency, seconds, self.sample_rate)
+        return bytes(2 * int(self.sample_rate * seconds))
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -543,7 +554,7 @@ class ScriptedChunkedStream(tts.ChunkedStream):
         )
         seconds = max(0.01, len(self.input_text) * opts.seconds_per_char)
         _stamp(opts.timeline, "tts.first_audio", request_id=self._request_id)
-        output_emitter.push(bytes(2 * int(opts.sample_rate * seconds)))
+        output_emitter.push(opts.audio_for(self.input_text, seconds))
         output_emitter.flush()
 
 

@@ -18,6 +18,7 @@ from .. import attributes as attr
 from .. import content
 from ..facts import (
     AgentTurnFacts,
+    AudioFacts,
     LlmRequest,
     LlmResponse,
     RealtimeResponseFacts,
@@ -97,6 +98,7 @@ class Conventions:
         self._dialogue = each("dialogue")
         self._trace_io = each("trace_io")
         self._warning = each("warning")
+        self._audio_reference = each("audio_reference")
 
     # -- what every span carries --------------------------------------------------------
     def common(self, facts: SessionFacts) -> Attributes:
@@ -184,6 +186,19 @@ class Conventions:
             said = content.limit(facts.spoken_text, self.options) if facts.spoken_text else None
             for write in self._trace_io:
                 write(values, first, said)
+        return values
+
+    # -- audio --------------------------------------------------------------------------
+    def audio(self, facts: AudioFacts) -> Attributes:
+        """A span's clip or recording, and the backend's reference to it beside the text.
+        Nothing at all when content capture is off."""
+        if not self.capture:
+            return {}
+        values = lk.audio(facts)
+        if facts.duration is not None and facts.reference:
+            shown = f"{facts.text}\n{facts.reference}" if facts.text else facts.reference
+            for write in self._audio_reference:
+                write(values, facts.field, shown)
         return values
 
     # -- LLM ----------------------------------------------------------------------------

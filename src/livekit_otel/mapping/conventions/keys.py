@@ -111,6 +111,11 @@ class Keys:
     def warning(self, values: Attributes, message: str) -> None:
         """The span ended short of its goal (an interruption) and why."""
 
+    # -- audio (captured content) -------------------------------------------------------
+    def audio_reference(self, values: Attributes, field: str, shown: str) -> None:
+        """Where a backend shows a span's audio: ``shown`` (the text and the media
+        reference) as the span's ``input`` or ``output`` (``field``)."""
+
 
 def overridden(family: Keys, name: str) -> bool:
     """Whether ``family`` writes keys for the fact ``name`` (overrides the no-op)."""

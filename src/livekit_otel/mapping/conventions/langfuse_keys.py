@@ -99,6 +99,12 @@ class LangfuseKeys(Keys):
         values[attr.LANGFUSE_OBSERVATION_LEVEL] = "WARNING"
         values[attr.LANGFUSE_OBSERVATION_STATUS_MESSAGE] = message
 
+    def audio_reference(self, values: Attributes, field: str, shown: str) -> None:
+        if field == "input":
+            values[attr.LANGFUSE_OBSERVATION_INPUT] = shown
+        else:
+            values[attr.LANGFUSE_OBSERVATION_OUTPUT] = shown
+
 
 def _scalar(value: Any) -> AttributeValue:
     if isinstance(value, (str, bool, int, float)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import attributes as attr
 from ..facts import (
     AgentTurnFacts,
+    AudioFacts,
     RealtimeUsage,
     SessionEnd,
     SessionFacts,
@@ -191,6 +192,26 @@ def user_turn(facts: UserTurnFacts) -> Attributes:
         values[attr.LK_STT_PROVIDER] = facts.stt_provider
     if facts.speech_id:
         values[attr.LK_SPEECH_ID] = facts.speech_id
+    return values
+
+
+def audio(facts: AudioFacts) -> Attributes:
+    """A span's clip or recording: its type, length, where it is, and what befell it."""
+    values: Attributes = {}
+    if facts.unavailable is not None:
+        values[attr.LK_RECORDING_UNAVAILABLE] = facts.unavailable
+    if facts.dropped:
+        values[attr.LK_AUDIO_DROPPED] = True
+    if facts.duration is None:
+        return values
+    values[attr.LK_AUDIO_MIME_TYPE] = facts.mime_type
+    values[attr.LK_AUDIO_DURATION] = facts.duration
+    if facts.uri:
+        values[attr.LK_AUDIO_URI] = facts.uri
+    if facts.truncated:
+        values[attr.LK_AUDIO_TRUNCATED] = True
+    if facts.start_offset is not None:
+        values[attr.LK_RECORDING_START_OFFSET] = facts.start_offset
     return values
 
 
