@@ -28,6 +28,8 @@ Three sections, each with its targets, go to the terminal and ``bench/results/la
 3. Many calls (``--concurrent-rounds``, 0 skips it): ``--sessions`` calls at once in one
    process, untraced and traced, in separate processes alternating; the per-turn time
    ratio, every trace apart, every conversation unchanged (``many_calls.py``).
+4. Audio capture (``--no-audio`` skips it): ``audio="turns,call"`` against none, two
+   sessions in one process, turns interleaved (``audio_cost.py``).
 
 ::
 
@@ -56,6 +58,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import audio_cost
 import hot_path
 import many_calls
 from worker import CONCURRENT, FULL, OTLP, VARIANTS, VARIANTS_BY_NAME
@@ -628,7 +631,11 @@ def bench(args: argparse.Namespace) -> int:
     paired = paired_run(args, digests) if args.paired else None
     summaries = separate_runs(configs if args.rounds > 0 else [], args, digests)
     crowd = crowd_run(args) if args.concurrent_rounds > 0 else None
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    audio = audio_cost.measure(min(args.turns, audio_cost.TURNS), say) if args.audio else None
     report, ok = render(summaries, paired, crowd, args, metadata(started))
+    if audio is not None:
+        report += "\n" + "\n".join(audio_cost.render(audio, args.warmup))
     if len(digests) > 1:
         report += "\n**Warning:** the conversation differed between runs (history digests "
         report += f"{sorted(digests)}): tracing changed the session.\n"
@@ -674,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-paired", dest="paired", action="store_false", help="skip the paired run"
     )
     parser.add_argument(
+        "--no-audio", dest="audio", action="store_false", help="skip the audio capture run"
+    )
+    parser.add_argument(
         "--paired-only", action="store_true", help="only the paired run (CPU and wall per turn)"
     )
     parser.add_argument("--sessions", type=int, default=50, help="calls at once (50)")
@@ -698,9 +708,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.turns <= args.warmup + 10:
         parser.error("--turns must exceed --warmup by more than 10")
     if args.paired_only:
-        args.rounds, args.concurrent_rounds = 0, 0
+        args.rounds, args.concurrent_rounds, args.audio = 0, 0, False
     if args.concurrent:
-        args.rounds, args.paired = 0, False
+        args.rounds, args.paired, args.audio = 0, False, False
         args.concurrent_rounds = args.concurrent_rounds or 3
     return profile(args) if args.profile else bench(args)
 

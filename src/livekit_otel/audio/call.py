@@ -91,7 +91,7 @@ class CallRecording:
         return max(self._ends) / SAMPLE_RATE
 
     def _encode_until(self, end: int) -> None:
-        step = SAMPLE_RATE * 10
+        step = SAMPLE_RATE  # a second at a time
         while self._encoded < end:
             count = min(step, end - self._encoded)
             block = np.zeros((count, 2), dtype=np.int16)
@@ -101,3 +101,23 @@ class CallRecording:
                 block[: len(data), channel] = data
             self._writer.write(block)
             self._encoded += count
+
+
+class LazyCallRecording:
+    """A :class:`CallRecording` made by the first job that uses it, on the worker thread
+    (opening the encoder is no work for the event loop)."""
+
+    def __init__(self) -> None:
+        self._recording: CallRecording | None = None
+
+    @property
+    def recording(self) -> CallRecording:
+        """The recording (made now if it was not yet)."""
+        if self._recording is None:
+            self._recording = CallRecording()
+        return self._recording
+
+    @property
+    def started(self) -> bool:
+        """Whether any audio was placed."""
+        return self._recording is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -14,6 +15,7 @@ SAMPLE_RATE = 24_000
 """Opus's wideband rate: the whole range of speech."""
 BIT_RATE = 24_000
 """Bits per second of each channel: clear speech, about 3 kB per second."""
+_PIECE = SAMPLE_RATE // 10  # samples encoded at a time (100 ms)
 
 
 def mono_pcm(frame: Any, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -44,8 +46,12 @@ class OpusWriter:
 
     def write(self, samples: np.ndarray) -> None:
         """Encode samples: shape ``(n,)`` for mono, ``(n, 2)`` for stereo, 16-bit."""
-        if not len(samples):
-            return
+        # in short pieces: the encoder holds the GIL while it runs, and the event loop
+        # must not wait for it
+        for start in range(0, len(samples), _PIECE):
+            self._write_piece(samples[start : start + _PIECE])
+
+    def _write_piece(self, samples: np.ndarray) -> None:
         planar = samples.reshape(1, -1)  # packed: stereo samples interleaved
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(planar, dtype=np.int16), format="s16", layout=self._layout
@@ -55,6 +61,7 @@ class OpusWriter:
         self._pts += len(samples)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
+        time.sleep(0)  # let the event loop's thread take the GIL between pieces
 
     def close(self) -> None:
         """Flush the encoder and close the container."""

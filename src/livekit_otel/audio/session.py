@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .call import CallRecording
+from .call import LazyCallRecording
 from .clips import LEAD_IN_SECONDS, Clip, LeadIn, frame_seconds
 from .encode import MIME_TYPE, SAMPLE_RATE, encode_clip
 from .langfuse import LangfuseMedia, data_uri
@@ -30,6 +30,8 @@ logger = logging.getLogger("livekit_otel")
 
 CLIP_LIMIT_SECONDS = 30.0
 """The longest clip kept; a longer utterance or reply is cut there (``truncated``)."""
+PLACE_BATCH = 16
+"""Frames of the call recording handed to the worker in one job (about 160-320 ms)."""
 RECORDING_WAIT_SECONDS = 2.0
 """How long the session's root span waits for the call recording (below the job-shutdown
 flush bound of 3 s)."""
@@ -96,13 +98,14 @@ class SessionAudio:
         self._protect = protect or _contained
         self._lead_in = LeadIn(settings.lead_in)
         self._user_clip: Clip | None = None
-        self._call: CallRecording | None = None
+        self._call: LazyCallRecording | None = None
         self._call_state = "unknown" if settings.call else "off"
         self._t0: float | None = None
         self._user_next = 0
         self._agent_next = 0
         self._agent_segment_start = 0
         self._call_dropped = False
+        self._batch: list[tuple[int, int, Any]] = []
         self._segments: weakref.WeakKeyDictionary[Any, deque[int]] = weakref.WeakKeyDictionary()
         self._listeners: list[tuple[weakref.ref[Any], Callable[[Any], None]]] = []
 
@@ -172,7 +175,8 @@ class SessionAudio:
                 return
             stop = start + round(float(position) * SAMPLE_RATE)
             if stop < self._agent_next:  # cut where playback stopped
-                self.worker.submit(self._call.silence, 1, stop, self._agent_next)
+                self._flush_batch()
+                self.worker.submit(_silence, self._call, 1, stop, self._agent_next)
                 self._agent_next = stop
 
         listener = self._protect(on_finished)
@@ -185,7 +189,7 @@ class SessionAudio:
             livekit = self._livekit_recording() if self._livekit_recording else None
             self._call_state = "livekit" if livekit is not None else "ours"
             if self._call_state == "ours":
-                self._call = CallRecording()
+                self._call = LazyCallRecording()
                 self._t0 = time.time()
         return self._call_state == "ours"
 
@@ -193,10 +197,17 @@ class SessionAudio:
         return max(round((at - (self._t0 or at)) * SAMPLE_RATE), 0)
 
     def _place(self, channel: int, offset: int, frame: Any) -> None:
-        call = self._call
-        if call is None:
+        # frames go to the worker in batches: one job per frame would cost the loop more
+        self._batch.append((channel, offset, frame))
+        if len(self._batch) >= PLACE_BATCH:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        call, batch = self._call, self._batch
+        if call is None or not batch:
             return
-        if not self.worker.submit(_place_and_settle, call, channel, offset, frame, self._now()):
+        self._batch = []
+        if not self.worker.submit(_place_and_settle, call, batch, self._now()):
             self._call_dropped = True
 
     def _now(self) -> int:
@@ -248,6 +259,7 @@ class SessionAudio:
     def finish_session(self, span: Any, end_ns: int, write: Writer) -> None:
         """End the root span once the call recording is attached, or at the wait's bound."""
         self._stop_listening()
+        self._flush_batch()
         if self._user_clip is not None:
             self._user_clip.close()
         if not self.settings.call:
@@ -273,14 +285,13 @@ class SessionAudio:
         once.timer = timer
         timer.start()
         if not self.worker.submit(*job):
-            if self._call is not None:
-                self._call.discard()
             once.end(write(AudioResult(unavailable="dropped", dropped=True)))
 
     def _attach_own_recording(self, once: _Once, placement: Placement, write: Writer) -> None:
-        call = self._call
-        if call is None:
+        if self._call is None or not self._call.started:
+            once.end({})
             return
+        call = self._call.recording
         values: dict[str, Any] = {}
         try:
             path = call.finish()
@@ -365,9 +376,16 @@ class _Once:
         _end(self.span, self.end_ns, values)
 
 
-def _place_and_settle(call: CallRecording, channel: int, offset: int, frame: Any, now: int) -> None:
-    call.place(channel, offset, frame)
-    call.settle(now)
+def _place_and_settle(call: LazyCallRecording, batch: list[tuple[int, int, Any]], now: int) -> None:
+    recording = call.recording
+    for channel, offset, frame in batch:
+        recording.place(channel, offset, frame)
+    recording.settle(now)
+
+
+def _silence(call: LazyCallRecording, channel: int, start: int, end: int) -> None:
+    if call.started:
+        call.recording.silence(channel, start, end)
 
 
 def _end(span: Any, end_ns: int, values: dict[str, Any]) -> None:
