@@ -8,6 +8,7 @@ against the script: its length, its tone, and for the call recording where each 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from pathlib import Path
@@ -201,13 +202,38 @@ async def test_clips_are_uploaded_to_langfuse_and_referenced_beside_the_text(
     server, media = langfuse_media
     tracing = instrument(audio="turns,call")
     await run_scripted_session(TURNS[:2], tts=tones_tts())
-    tree = settled(tracing)
-    assert media.drain(10.0)
-    assert server.errors == []
-    spans = [s for s in tree if "lk.audio.duration" in attributes(s)]
+    spans = uploaded_and_referenced(settled(tracing), server, media)
     assert (
         sorted(s.name for s in spans) == ["agent_session"] + ["agent_turn"] * 2 + ["user_turn"] * 2
     )
+    for span in spans:
+        if span.name == "agent_turn":  # the words the agent said stay, the sound beside them
+            said = attributes(span)["langfuse.observation.output"]
+            assert any(word in said for word in REPLY_TONES)
+
+
+async def test_a_realtime_sessions_clips_are_uploaded_to_langfuse(
+    instrument: Any, langfuse_media: Any
+) -> None:
+    from livekit_otel_dev.realtime import RealtimeConversation, RealtimeReply
+
+    server, media = langfuse_media
+    tracing = instrument(audio="turns,call")
+    conversation = RealtimeConversation(input_frames=10)
+    await conversation.start()
+    await conversation.user_speaks(
+        "hello model", tone=440.0, reply=RealtimeReply("Hi.", tone=300.0)
+    )
+    await conversation.aclose()
+    spans = uploaded_and_referenced(settled(tracing), server, media)
+    assert sorted(s.name for s in spans) == ["agent_session", "agent_turn", "user_turn"]
+
+
+def uploaded_and_referenced(tree: SpanTree, server: Any, media: Any) -> list[Any]:
+    """The spans with audio, each checked against what Langfuse's media API received."""
+    assert media.drain(10.0)
+    assert server.errors == []
+    spans = [s for s in tree if "lk.audio.duration" in attributes(s)]
     for span in spans:
         values = attributes(span)
         field = "input" if span.name == "user_turn" else "output"
@@ -222,13 +248,14 @@ async def test_clips_are_uploaded_to_langfuse_and_referenced_beside_the_text(
         assert record.request["field"] == field
         assert record.request["contentType"] == "audio/ogg"
         assert record.data is not None
+        assert record.request["contentLength"] == len(record.data)
         digest = base64.b64encode(hashlib.sha256(record.data).digest()).decode()
         assert derive_media_id(digest) == media_id
+        assert decode(record.data).duration == pytest.approx(values["lk.audio.duration"], abs=0.03)
         assert record.patches[-1]["uploadHttpStatus"] == 200
         assert isinstance(record.patches[-1]["uploadTimeMs"], int)
-        if span.name == "agent_turn":  # the words the agent said stay, the sound beside them
-            assert any(word in text for word in REPLY_TONES)
     assert media.uploaded == len(spans) and media.failed == 0
+    return spans
 
 
 async def test_a_failing_upload_is_retried_then_counted_never_raised(
@@ -334,3 +361,73 @@ async def test_the_console_marks_each_turn_with_its_audio_and_where_it_is(
     assert f"audio {expected:.2f} s at file://{tmp_path.resolve()}/" in user_line
     agent_line = next(line for line in lines if "agent_turn" in line)
     assert "audio " in agent_line and "@@@" not in agent_line
+
+
+def test_setup_langfuse_uploads_audio_to_the_same_project() -> None:
+    from livekit_otel.audio.stores import Placement
+    from livekit_otel.setup.endpoints import resolve_langfuse_target
+    from livekit_otel.setup.langfuse import _upload_audio_to
+
+    with LangfuseMediaServer("pk-lf-audio", "sk-lf-audio") as server:
+        try:
+            _upload_audio_to(resolve_langfuse_target(server.url, "pk-lf-audio", "sk-lf-audio", {}))
+            media = runtime.langfuse_media()
+            assert media is not None and media.host == server.url
+            placement = Placement("c" * 32, "d" * 16, "input", "y.ogg")
+            reference = media.attach(b"some audio", "audio/ogg", placement)
+            assert media.drain(10.0)
+            assert server.errors == [] and media.uploaded == 1
+            assert reference is not None and reference.split("|id=")[1].split("|")[0] in (
+                server.records
+            )
+        finally:
+            runtime.use_langfuse(None)
+
+
+# -- bounded: the call never waits ------------------------------------------------------------
+def test_a_full_audio_queue_drops_the_job_and_counts_it() -> None:
+    import threading
+
+    from livekit_otel.audio.worker import AudioWorker
+
+    worker = AudioWorker(max_queue=1)
+    release = threading.Event()
+    assert worker.submit(release.wait)  # runs, and holds the thread
+    while worker._queue.qsize():  # until the thread took it
+        pass
+    assert worker.submit(lambda: None)  # waits in the queue
+    assert worker.submit(lambda: None) is False
+    assert worker.dropped == 1
+    release.set()
+    assert worker.drain(5.0)
+
+
+async def test_the_session_span_goes_without_a_recording_not_ready_in_time(
+    instrument: Any, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from livekit_otel_dev.scripted import ScriptedConversation
+
+    from livekit_otel.audio.session import RECORDING_WAIT_SECONDS
+
+    tracing = instrument(audio="call", audio_store=str(tmp_path))
+    conversation = ScriptedConversation(tts=tones_tts())
+    await conversation.start()
+    await conversation.user_says(TURNS[0])
+    release = threading.Event()
+    runtime.shared_worker().submit(release.wait, 10.0)  # the worker is stuck behind this
+    closing = time.time()
+    await conversation.aclose()
+    while not tracing.tree().named("agent_session") and time.time() - closing < 5.0:
+        await asyncio.sleep(0.05)
+    release.set()
+    root = tracing.tree().one("agent_session")
+    values = attributes(root)
+    assert values["lk.recording.unavailable"] == "timeout"
+    assert "lk.audio.uri" not in values
+    waited = time.time() - closing
+    assert RECORDING_WAIT_SECONDS - 0.1 <= waited <= RECORDING_WAIT_SECONDS + 1.0
+    assert (root.end_time or 0) / 1e9 <= closing + 1.0  # it keeps the moment it closed
+    assert runtime.shared_worker().drain(10.0)

@@ -69,7 +69,7 @@ class AudioResult:
     start_offset: float | None = None
     """Seconds from the span's start to the recording's first sample (the call only)."""
     unavailable: str | None = None
-    """Why the call has no recording (``timeout``, ``dropped``, ``failed``, ``silent``)."""
+    """Why the call has no recording (``timeout``, ``dropped``, ``failed``, ``no audio``)."""
     mime_type: str = MIME_TYPE
 
 
@@ -272,14 +272,15 @@ class SessionAudio:
         )
         timer.daemon = True
         placement = _placement(span, "output", "call")
-        if self._call_state == "livekit" or (
-            self._call_state == "unknown" and self._livekit_recording is not None
-        ):
+        if self._call_state == "unknown":  # no audio came in: LiveKit's recording, or none
+            livekit = self._livekit_recording() if self._livekit_recording else None
+            self._call_state = "livekit" if livekit is not None else "none"
+        if self._call_state == "livekit":
             job: tuple[Any, ...] = (self._attach_livekit_recording, once, placement, write)
         elif self._call is not None:
             job = (self._attach_own_recording, once, placement, write)
         else:
-            span.end(end_ns)
+            _end(span, end_ns, write(AudioResult(unavailable="no audio")))
             return
         # the timer ends the span if the job has not by then; a finished job cancels it
         once.timer = timer

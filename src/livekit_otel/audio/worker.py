@@ -12,8 +12,9 @@ from typing import Any
 
 logger = logging.getLogger("livekit_otel")
 
-DEFAULT_QUEUE_SIZE = 4096
-"""Jobs waiting at most: frames of the call recording (20 ms each) and clips to encode."""
+DEFAULT_QUEUE_SIZE = 256
+"""Jobs waiting at most: batches of the call recording's frames (16 frames, about 0.3 s,
+each) and clips to encode; at 48 kHz that bounds the audio waiting at about 10 MB."""
 
 _workers: weakref.WeakSet[AudioWorker] = weakref.WeakSet()
 
