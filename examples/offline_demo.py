@@ -158,8 +158,8 @@ PROJECT = "openinference.project.name"  # the Phoenix project the spans are file
 
 def _configure(name: str) -> tuple[TracerProvider, str, Path | None, Path | None]:
     """The provider livekit-otel traces the call to, where its spans go (for the summary),
-    the file they are written to, if any, and the folder the audio goes to (none: to
-    Langfuse)."""
+    the file they are written to, if any, and the folder the audio goes to beside it (none:
+    to Langfuse, or no audio when the spans go to an OTLP backend)."""
     folder = Path(os.environ.get("LIVEKIT_OTEL_DEMO_DIR", "traces"))
     path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.otlp.jsonl"
     audio_dir = path.with_name(path.name.removesuffix(".otlp.jsonl") + "-audio")
@@ -175,14 +175,9 @@ def _configure(name: str) -> tuple[TracerProvider, str, Path | None, Path | None
         attributes = (
             {} if PROJECT in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "") else {PROJECT: SERVICE}
         )
-        provider = setup_otlp(
-            service_name=SERVICE,
-            resource_attributes=attributes,
-            metrics=False,
-            instrument_options=audio,
-        )
+        provider = setup_otlp(service_name=SERVICE, resource_attributes=attributes, metrics=False)
         project = attributes.get(PROJECT, "named by OTEL_RESOURCE_ATTRIBUTES")
-        return provider, f"sent to {redact_url(url)} (Phoenix project: {project})", None, audio_dir
+        return provider, f"sent to {redact_url(url)} (Phoenix project: {project})", None, None
     provider = setup_file(path, service_name=SERVICE, instrument_options=audio)
     # the span tree and latency table of each session, as setup_console() prints them
     attach_console(provider, stream=sys.stdout)
@@ -265,14 +260,14 @@ async def main(realtime: bool = False) -> int:
     print(f"{summary} {destination}; no metrics sent.")
     if file is not None:
         print(f"Show it again: python -m livekit_otel.view {file}")
-    _where_to_listen(audio_dir)
+    if audio_dir is not None:
+        _where_to_listen(audio_dir)
+    elif file is None and "Langfuse" in destination:
+        print("Listen in Langfuse: each turn's clip and the call recording play beside the text.")
     return 0
 
 
-def _where_to_listen(audio_dir: Path | None) -> None:
-    if audio_dir is None:
-        print("Listen in Langfuse: each turn's clip and the call recording play beside the text.")
-        return
+def _where_to_listen(audio_dir: Path) -> None:
     files = sorted(audio_dir.glob("*.ogg")) if audio_dir.is_dir() else []
     calls = [f for f in files if f.name.endswith("-call.ogg")]
     if not files:
