@@ -71,6 +71,15 @@ WEATHER_ARGUMENTS = {"location": "Paris"}
 WEATHER_RESULT = "It is sunny and 21 degrees in Paris"
 WEATHER = ToolCall("lookup_weather", WEATHER_ARGUMENTS)
 _MS = 1_000_000  # one millisecond in nanoseconds: clock rounding between span and attribute
+# the spans Langfuse shows as STT and TTS generations (docs/cost.md)
+SPEECH = ("user_turn", "tts_node")
+
+
+def user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A trace's metadata without the call at a glance (``call_*``) that livekit-otel adds."""
+    return {key: value for key, value in metadata.items() if not key.startswith("call_")}
+
+
 SCRIPT = (UserTurn(GREETING), UserTurn(QUESTION, reply=WEATHER))
 
 SENTENCE = "Once upon a time there was a fox who lived by the river."
@@ -653,7 +662,8 @@ async def test_every_llm_node_is_a_generation_with_the_llm_model(
 
     generations = export.view.named("llm_node")
     assert len(generations) == len(export.llm_metrics) == 3
-    assert export.view.of_type("generation") == generations
+    chat = [obs for obs in export.view.of_type("generation") if obs.span_name not in SPEECH]
+    assert chat == generations
     assert {obs.model for obs in generations} == {llm.model}
 
 
@@ -669,7 +679,8 @@ async def test_every_generation_names_the_provider_as_the_registry_does(
 ) -> None:
     call = await langfuse.call([GREETING], scripted_llm=ScriptedLLM(provider=reported))
 
-    (generation,) = call.view.of_type("generation")
+    (generation,) = call.view.named("llm_node")
+    assert generation.type == "generation"
     assert generation.attributes["gen_ai.provider.name"] == expected
 
 
@@ -723,8 +734,9 @@ async def test_session_usage_in_langfuse_equals_the_llm_metrics_total(
     export = await export_to_langfuse()
 
     with_usage = [obs for obs in export.view.observations if obs.usage]
-    assert {obs.span_name for obs in with_usage} == {"llm_node"}
-    assert sum(obs.usage["total"] for obs in with_usage) == sum(
+    assert {obs.span_name for obs in with_usage} == {"llm_node", *SPEECH}
+    llm_usage = [obs for obs in with_usage if obs.span_name == "llm_node"]
+    assert sum(obs.usage["total"] for obs in llm_usage) == sum(
         metrics.total_tokens for metrics in export.llm_metrics.values()
     )
 
@@ -834,7 +846,7 @@ async def test_every_generation_lists_the_agents_tools_as_langfuse_reads_them(
 
     names = agent_tool_names()
     assert sorted(names) == ["book_table", "lookup_weather"]
-    generations = call.view.of_type("generation")
+    generations = call.view.named("llm_node")
     assert len(generations) == 3  # the greeting, the tool call, the answer after the tool
     for generation in generations:
         tools = tool_definitions_of(generation)
@@ -867,16 +879,22 @@ async def test_a_failing_tool_is_an_error_level_tool(export_to_langfuse: Exporte
 
 
 # -- turns and speech: what was heard and said ----------------------------------------
-async def test_user_turn_and_tts_node_are_spans_without_a_model(
+async def test_user_turn_and_tts_node_are_generations_of_their_speech_model(
     export_to_langfuse: Exporter,
 ) -> None:
     export = await export_to_langfuse()
 
+    session = export.run.session
+    assert session.stt is not None and session.tts is not None
     speech = export.view.named("user_turn") + export.view.named("tts_node")
     assert len(speech) == len(SCRIPT) + tts_nodes_per_reply(0) + tts_nodes_per_reply(1)
     for obs in speech:
-        assert obs.type == "span", obs.span_name
-        assert obs.model is None and obs.usage == {}
+        assert obs.type == "generation", obs.span_name
+        stt = obs.span_name == "user_turn"
+        assert obs.model == (session.stt.model if stt else session.tts.model)
+        assert set(obs.usage) == {"input_audio_ms" if stt else "input_characters", "total"}
+        assert not [key for key in obs.attributes if key.startswith("gen_ai.")]
+        assert obs.cost == {}  # the scripted models have no price
 
 
 async def test_agent_turn_shows_the_user_text_in_and_the_agent_text_out(
@@ -1063,7 +1081,7 @@ async def test_update_session_before_start_sets_user_tags_and_metadata_on_the_tr
     (trace,) = export.view.traces.values()
     assert trace.user_id == "caller-42"
     assert trace.tags == ["voice", "beta"]
-    assert trace.metadata == {"plan": "pro"}
+    assert user_metadata(trace.metadata) == {"plan": "pro"}
 
 
 async def test_update_session_before_start_puts_the_user_id_on_every_observation(
@@ -1094,7 +1112,7 @@ async def test_update_session_during_the_call_sets_user_tags_and_metadata_on_the
     (trace,) = view.traces.values()
     assert trace.user_id == "late-caller"
     assert trace.tags == ["escalated"]
-    assert trace.metadata == {"tier": 2}
+    assert user_metadata(trace.metadata) == {"tier": 2}
 
 
 async def test_instrument_options_set_user_tags_and_metadata_on_the_trace(
@@ -1107,7 +1125,7 @@ async def test_instrument_options_set_user_tags_and_metadata_on_the_trace(
     (trace,) = export.view.traces.values()
     assert trace.user_id == "default-user"
     assert trace.tags == ["prod"]
-    assert trace.metadata == {"region": "eu"}
+    assert user_metadata(trace.metadata) == {"region": "eu"}
 
 
 async def test_tags_set_before_start_join_the_default_tags(export_to_langfuse: Exporter) -> None:

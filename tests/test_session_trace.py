@@ -301,7 +301,9 @@ def test_user_turn_names_the_stt_model_outside_generation_attributes(audio: Trac
         assert values["lk.stt.model"] == stt.model
         assert values["lk.stt.provider"] == stt.provider
         assert not [key for key in GENERATION_MARKERS if key in values]
-        assert values["langfuse.observation.type"] == "span"
+        # for Langfuse alone, an STT generation with its model and usage (docs/cost.md)
+        assert values["langfuse.observation.type"] == "generation"
+        assert values["langfuse.observation.model.name"] == stt.model
 
 
 def test_end_of_turn_carries_the_eou_metrics_of_its_speech(audio: TracedRun) -> None:
@@ -458,7 +460,9 @@ def test_tts_node_names_the_tts_model_outside_generation_attributes(audio: Trace
         assert values["lk.tts.model"] == tts.model
         assert values["lk.tts.provider"] == tts.provider
         assert not [key for key in GENERATION_MARKERS if key in values]
-        assert values["langfuse.observation.type"] == "span"
+        # for Langfuse alone, a TTS generation with its model and usage (docs/cost.md)
+        assert values["langfuse.observation.type"] == "generation"
+        assert values["langfuse.observation.model.name"] == tts.model
 
 
 # -- tracing leaves the conversation alone ---------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ ENV_MAX_ATTRIBUTE_LENGTH = "LIVEKIT_OTEL_MAX_ATTRIBUTE_LENGTH"
 ENV_PROMPT_WINDOW = "LIVEKIT_OTEL_PROMPT_WINDOW"
 ENV_AUDIO = "LIVEKIT_OTEL_AUDIO"
 ENV_AUDIO_STORE = "LIVEKIT_OTEL_AUDIO_STORE"
+ENV_PRICES = "LIVEKIT_OTEL_PRICES"  # a JSON object, or the path of a JSON file holding one
 
 # the attributes the trace contract requires are always emitted; a convention adds its own
 CONVENTIONS = ("langfuse", "openinference", "genai")
@@ -66,6 +68,8 @@ class Options:
     """A directory, or a callable ``(bytes, name) -> uri``, that keeps the audio."""
     audio_inline: bool = False
     """Langfuse only: the audio inline as a data URI (for servers that extract them)."""
+    # model name -> prices to add or replace (see livekit_otel.mapping.prices), None: unpriced
+    prices: Mapping[str, Any] | None = None
 
     @property
     def langfuse(self) -> bool:
@@ -303,6 +307,13 @@ def resolve_options(**kwargs: Any) -> Options:
         values["tags"] = _tags(values["tags"])
     if "metadata" in values:
         values["metadata"] = _metadata(values["metadata"])
+    if "prices" not in values and (env_prices := _env_prices()) is not None:
+        values["prices"] = env_prices
+    if "prices" in values and not isinstance(values["prices"], Mapping):
+        raise InvalidOptionError(
+            f"prices must be a dict of model name to its prices (or None), got "
+            f"{_given(values['prices'])}"
+        )
     return Options(**values)
 
 
@@ -319,6 +330,7 @@ KNOWN_ENVIRONMENT = frozenset(
         ENV_PROMPT_WINDOW,
         ENV_AUDIO,
         ENV_AUDIO_STORE,
+        ENV_PRICES,
         "LIVEKIT_OTEL_CONSOLE",
         "LIVEKIT_OTEL_FILE",
         "LIVEKIT_OTEL_DEMO_DIR",
@@ -358,3 +370,22 @@ def warn_unknown_environment(
             variable,
             nearest,
         )
+
+
+def _env_prices() -> Mapping[str, Any] | None:
+    raw = os.environ.get(ENV_PRICES, "").strip()
+    if not raw:
+        return None
+    try:
+        if raw.startswith("{"):
+            value = json.loads(raw)
+        else:
+            with open(raw, encoding="utf-8") as file:
+                value = json.load(file)
+    except (OSError, ValueError) as error:
+        raise InvalidOptionError(
+            f"{ENV_PRICES} must be a JSON object or the path of a JSON file holding one: {error}"
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidOptionError(f"{ENV_PRICES} must hold a JSON object of model name to prices")
+    return value

@@ -20,6 +20,7 @@ from .config import resolve_options
 from .hooks import builtin
 from .hooks.guard import Hook, State
 from .hooks.table import HOOKS
+from .mapping import prices
 from .mapping.attributes import INSTRUMENTATION_SCOPE
 from .mapping.instruments import Instruments
 from .package import _instruments
@@ -63,6 +64,7 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):
         provider = terminal.apply_console(kwargs.pop("tracer_provider", None))
         meter_provider = kwargs.pop("meter_provider", None)
         options = resolve_options(**kwargs)
+        prices.table_for(options.prices)  # a bad price raises here, saying what to fix
         meter = metrics.get_meter(INSTRUMENTATION_SCOPE, __version__, meter_provider=meter_provider)
         instruments = Instruments(meter, options.environment)
         state = State(_tracer_from(provider), provider, options, instruments)

@@ -248,6 +248,9 @@ class LangfuseObservation:
     end_ns: int
     attributes: dict[str, Any]
     """The span's attributes, unchanged (Langfuse keeps them as metadata)."""
+    cost: dict[str, float] = field(default_factory=dict)
+    """The cost Langfuse shows when the span provides one (``cost_details``), with its
+    ``total``; empty when it would price the usage from its own model list instead."""
 
     @property
     def input_usage(self) -> int:
@@ -416,6 +419,7 @@ def map_span(span: ReceivedSpan) -> tuple[LangfuseObservation, str | None]:
         start_ns=span.start_ns,
         end_ns=span.end_ns,
         attributes=dict(attributes),
+        cost=provided_cost(attributes) if has_model else {},
     )
     return observation, reason
 
@@ -647,6 +651,31 @@ def model_parameters(attributes: Mapping[str, Any]) -> dict[str, Any]:
             if name and name != "model":
                 params[name] = value
     return _sanitized(params)
+
+
+# -- cost (extractCostDetails; IngestionService.calculateUsageCosts) ----------------------
+def provided_cost(attributes: Mapping[str, Any]) -> dict[str, float]:
+    """The cost a span provides: ``langfuse.observation.cost_details`` (a JSON object of
+    key to USD), else ``gen_ai.usage.cost`` or ``llm.cost.total`` as the total.
+
+    Provided costs are authoritative: Langfuse then prices nothing itself. Values that are
+    not numbers >= 0 are dropped; a missing ``total`` is the sum of ``input`` and
+    ``output`` when those are the only keys.
+    """
+    raw = _json_object(attributes.get("langfuse.observation.cost_details"))
+    if not raw:
+        for key in ("gen_ai.usage.cost", "llm.cost.total"):
+            if _meaningful(attributes.get(key)):
+                raw = {"total": attributes[key]}
+                break
+    cost = {
+        key: float(value)
+        for key, value in raw.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    }
+    if cost and "total" not in cost and set(cost) <= {"input", "output"}:
+        cost["total"] = cost.get("input", 0.0) + cost.get("output", 0.0)
+    return cost
 
 
 # -- usage --------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, {token}
 METRIC_TURNS: Final = "lk.turns"  # counter, by LK_TURN_INTERRUPTED
 METRIC_TTS_CHARACTERS: Final = "lk.usage.tts_characters"  # counter
 METRIC_STT_AUDIO_DURATION: Final = "lk.usage.stt_audio_duration"  # counter, s
+METRIC_COST: Final = "lk.cost"  # counter, USD, by LK_KIND, LK_MODEL, LK_PROVIDER
+METRIC_CALL_DURATION: Final = "lk.call.duration"  # histogram, s, one per call
+METRIC_CALL_TURNS: Final = "lk.call.turns"  # histogram, {turn}, one per call
+METRIC_CALL_COST: Final = "lk.call.cost"  # histogram, USD, one per call with a priced span
+LK_KIND: Final = "lk.kind"  # what a cost is for: llm, stt, tts or realtime
 LK_LATENCY_PART: Final = "lk.latency.part"  # one of LATENCY_PARTS
 LK_MODEL: Final = "lk.model"  # the STT or TTS model a usage counter counts for
 LK_PROVIDER: Final = "lk.provider"
@@ -69,6 +74,26 @@ LK_USAGE_REALTIME_OUTPUT_TOKENS: Final = "lk.usage.realtime_output_tokens"
 LK_USAGE_REALTIME_OUTPUT_TEXT_TOKENS: Final = "lk.usage.realtime_output_text_tokens"
 LK_USAGE_REALTIME_OUTPUT_AUDIO_TOKENS: Final = "lk.usage.realtime_output_audio_tokens"
 LK_SESSION_TURNS: Final = "lk.session.agent_turns"
+
+# -- cost: on each span of a billed model, in USD ------------------------------------------
+LK_COST_TOTAL: Final = "lk.cost.total"
+LK_COST_SOURCE: Final = "lk.cost.source"  # the price table's read date, or "user"
+COST_KINDS: Final = ("llm", "stt", "tts", "realtime")
+
+# -- the call at a glance, on agent_session as it closes ---------------------------------
+LK_CALL_COST_TOTAL: Final = "lk.call.cost.total"  # USD, the sum of its spans' costs
+LK_CALL_COST_PREFIX: Final = "lk.call.cost."  # + one of COST_KINDS, USD
+LK_CALL_DURATION: Final = "lk.call.duration"  # s
+LK_CALL_TURNS: Final = "lk.call.turns"  # agent replies (discarded ones not counted)
+LK_CALL_INTERRUPTED_TURNS: Final = "lk.call.interrupted_turns"
+LK_CALL_USER_TALK_TIME: Final = "lk.call.user_talk_time"  # s, start of speech to its end
+LK_CALL_AGENT_TALK_TIME: Final = "lk.call.agent_talk_time"  # s of reply audio played
+LK_CALL_LONGEST_SILENCE: Final = "lk.call.longest_silence"  # s, between two speakers
+LK_CALL_LATENCY_MEDIAN: Final = "lk.call.perceived_latency.median"  # s
+LK_CALL_LATENCY_MAX: Final = "lk.call.perceived_latency.max"  # s
+LK_CALL_END_REASON: Final = "lk.call.end_reason"
+LK_CALL_TRANSCRIPT: Final = "lk.call.transcript"  # "user: ..." / "agent: ..." lines
+LK_CALL_TRANSCRIPT_CUT: Final = "lk.call.transcript.cut"  # True when earlier lines are left out
 
 LK_TURN_INTERRUPTED: Final = "lk.turn.interrupted"
 LK_TURN_DISCARDED: Final = "lk.turn.discarded"
@@ -193,6 +218,8 @@ LANGFUSE_USAGE_DETAILS: Final = "langfuse.observation.usage_details"
 # the trace's input and output, read from any span of the trace (the latest non-empty wins)
 LANGFUSE_TRACE_INPUT: Final = "langfuse.trace.input"
 LANGFUSE_TRACE_OUTPUT: Final = "langfuse.trace.output"
+LANGFUSE_MODEL_NAME: Final = "langfuse.observation.model.name"
+LANGFUSE_COST_DETAILS: Final = "langfuse.observation.cost_details"  # JSON: key -> USD
 LANGFUSE_TYPE_GENERATION: Final = "generation"
 LANGFUSE_TYPE_TOOL: Final = "tool"
 LANGFUSE_TYPE_AGENT: Final = "agent"

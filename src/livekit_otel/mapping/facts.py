@@ -27,6 +27,30 @@ class Latency:
     playout: float
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one span's model used, in its billing unit, by usage key.
+
+    ``kind`` is ``llm``, ``realtime``, ``stt`` or ``tts``; the keys are those of the price
+    table (``mapping.prices.USAGE_KEYS``): tokens, seconds (``*_seconds``) or characters
+    (``*_characters``).
+    """
+
+    kind: str
+    model: str | None
+    provider: str | None
+    amounts: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one span's usage cost in USD, by usage key, and whose price it used."""
+
+    total: float
+    details: Mapping[str, float]
+    source: str  # the price table's read date, or "user"
+
+
 @dataclass
 class SessionFacts:
     """Who and what a session's spans are filed under; shared by every span of the session."""
@@ -39,6 +63,24 @@ class SessionFacts:
     release: str | None = None
     first_user_text: str | None = None
     """The call's first user line (the trace's input), once the user said something."""
+
+
+@dataclass
+class CallFacts:
+    """The call at a glance, written on ``agent_session`` as it closes (seconds, USD)."""
+
+    duration: float
+    turns: int
+    interrupted_turns: int
+    user_talk_time: float
+    agent_talk_time: float
+    longest_silence: float | None
+    latency_median: float | None
+    latency_max: float | None
+    end_reason: str | None
+    costs: Mapping[str, float]  # by kind: llm, stt, tts, realtime (priced spans only)
+    transcript: Sequence[tuple[str, str]]  # (role, text), the most recent lines
+    transcript_dropped: int  # earlier lines no longer kept
 
 
 @dataclass(frozen=True)
@@ -60,6 +102,7 @@ class SessionEnd:
     connection: MetricsAggregate | None
     first_user_text: str | None
     last_agent_text: str | None
+    call: CallFacts | None = None
 
 
 @dataclass
@@ -73,6 +116,8 @@ class UserTurnFacts:
     stt_model: str | None = None
     stt_provider: str | None = None
     speech_id: str | None = None
+    usage: Usage | None = None
+    cost: Cost | None = None
 
 
 @dataclass
@@ -119,6 +164,7 @@ class LlmResponse:
     output_tokens: int | None
     cached_input_tokens: int | None
     interrupted: bool = False
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +199,8 @@ class TtsResult:
     text: str | None
     audio_duration: float | None
     interrupted: bool
+    usage: Usage | None = None
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,7 @@ class RealtimeResponseFacts:
     user_text: str | None
     output_text: str | None
     tool_calls: Sequence[Any]
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)

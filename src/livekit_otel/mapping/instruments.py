@@ -17,7 +17,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attr
 from .conventions import provider_name
-from .facts import AgentTurnFacts
+from .facts import AgentTurnFacts, CallFacts, Cost, Usage
 
 Attributes = dict[str, AttributeValue]
 
@@ -31,6 +31,14 @@ OPERATION_DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
 )  # fmt: skip
 TOKEN_USAGE_BUCKETS = tuple(float(4**power) for power in range(14))
+# a voice call: seconds to an hour, USD from a tenth of a cent to ten dollars, 1 to 200 turns
+CALL_DURATION_BUCKETS = (
+    5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+)  # fmt: skip
+CALL_TURNS_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0)
+CALL_COST_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 
 def _histogram(meter: Meter, name: str, unit: str, doc: str, buckets: Sequence[float]) -> Histogram:
@@ -98,6 +106,24 @@ class Instruments:
             unit="s",
             description="Seconds of user audio sent to speech recognition",
         )
+        self.cost = meter.create_counter(
+            attr.METRIC_COST,
+            unit="USD",
+            description="What billed models cost, by lk.kind (llm, stt, tts, realtime) and model",
+        )
+        self.call_duration = _histogram(
+            meter, attr.METRIC_CALL_DURATION, "s", "Duration of a call", CALL_DURATION_BUCKETS
+        )
+        self.call_turns = _histogram(
+            meter, attr.METRIC_CALL_TURNS, "{turn}", "Agent replies in a call", CALL_TURNS_BUCKETS
+        )
+        self.call_cost = _histogram(
+            meter,
+            attr.METRIC_CALL_COST,
+            "USD",
+            "What a call cost (its priced spans)",
+            CALL_COST_BUCKETS,
+        )
 
     def _attributes(self, *pairs: tuple[str, AttributeValue | None]) -> Attributes:
         """The attribute set of these pairs (``None`` values left out), built once and reused.
@@ -163,3 +189,22 @@ class Instruments:
         )
         counter = self.tts_characters if kind == "tts" else self.stt_audio
         counter.add(amount, values)
+
+    def record_cost(self, usage: Usage | None, cost: Cost | None) -> None:
+        """One span's cost, by kind, model and provider."""
+        if usage is None or cost is None:
+            return
+        values = self._attributes(
+            (attr.LK_KIND, usage.kind),
+            (attr.LK_MODEL, usage.model or None),
+            (attr.LK_PROVIDER, provider_name(usage.provider) if usage.provider else None),
+        )
+        self.cost.add(cost.total, values)
+
+    def record_call(self, facts: CallFacts, agent_name: str | None) -> None:
+        """A call ended: its duration, turns and (when some span was priced) cost."""
+        values = self._attributes((attr.LK_AGENT_NAME, agent_name))
+        self.call_duration.record(facts.duration, values)
+        self.call_turns.record(facts.turns, values)
+        if facts.costs:
+            self.call_cost.record(sum(facts.costs.values()), values)

@@ -29,6 +29,7 @@ from ..mapping import content
 from ..mapping.facts import LlmRequest, RealtimeResponseFacts, RealtimeUsage
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
+from ..mapping.usage import realtime_usage as billed_usage
 from .spans import Protect, SessionSpans, now, ns, seconds
 
 
@@ -319,6 +320,9 @@ class RealtimeResponses:
         metrics = response.metrics
         usage = realtime_usage(metrics)
         user = response.user
+        usage_of = billed_usage(usage, *response.model)
+        cost = self.spans.call.billed(usage_of)
+        self.instruments.record_cost(usage_of, cost)
         facts = RealtimeResponseFacts(
             response_id=response.response_id,
             usage=usage,
@@ -327,6 +331,7 @@ class RealtimeResponses:
             user_text=(getattr(user, "transcript", None) or response.turn.facts.user_text),
             output_text=response.heard_text(),
             tool_calls=response.tool_calls,
+            cost=cost,
         )
         values = self.conventions.realtime_end(
             facts, aggregate(metrics).attributes() if metrics is not None else {}

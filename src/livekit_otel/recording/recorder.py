@@ -25,6 +25,7 @@ from ..mapping.conventions import Attributes, Conventions
 from ..mapping.facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
+from ..mapping.usage import stt_usage
 from . import registry as lifecycle
 from .realtime import realtime_usage
 from .replies import Replies, audio_facts
@@ -89,6 +90,7 @@ class SessionRecorder:
         self.user_turns = UserTurns(self._write_user_turn)
         self.user_turns.hold_unowned = self.spans.trace_per_turn
         self.replies = Replies(self.spans, options, session, self.user_turns, instruments, protect)
+        self.user_turns.late_stt = self._write_late_stt
         self.vad = MetricsAggregate("vad")
         self.connection = MetricsAggregate("realtime")
         self.usage: dict[str, float] = {}
@@ -96,6 +98,7 @@ class SessionRecorder:
         self.last_agent_text: str | None = None
 
         start = SessionStart(compat.agent_name(agent), room_name, job_id)
+        self.spans.call.agent_name = start.agent_name
         self.started_at = now()
         self.session_span = self.spans.open_session(
             attr.SPAN_AGENT_SESSION,
@@ -181,6 +184,8 @@ class SessionRecorder:
         values: Attributes = {attr.LK_SESSION_CLOSE_REASON: reason_text}
         if error is not None:
             values[attr.LK_SESSION_CLOSE_ERROR] = type(error).__name__
+        self.spans.call.end_reason = reason_text
+        if error is not None:
             self.session_span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         if self.close_span is not None:
             self.close_span.set_attributes(values)
@@ -211,7 +216,10 @@ class SessionRecorder:
             connection=self.connection,
             first_user_text=self.first_user_text,
             last_agent_text=self.last_agent_text,
+            call=self.spans.call.facts(now() - self.started_at),
         )
+        if end.call is not None:
+            self.instruments.record_call(end.call, self.spans.call.agent_name)
         self.session_span.set_attributes(self.conventions.session_end(end))
         if self.audio is None:
             self.session_span.end(ns(now()))
@@ -271,6 +279,7 @@ class SessionRecorder:
         role = getattr(item, "role", None)
         turn = self.replies.turn_for(compat.current_speech())
         text = content.message_text(item)
+        self.spans.call.said("user" if role == "user" else "agent", text)
         if role == "user":
             if turn is not None:
                 turn.facts.user_text = text
@@ -368,14 +377,20 @@ class SessionRecorder:
         model, provider = (None, None)
         if turn.input_mode == "audio":
             model, provider = compat.model_and_provider(self.replies.component("stt"))
+            self.spans.call.user_spoke(turn.started_at, turn.speech_ended_at or turn.stopped_at)
+        usage = stt_usage(turn.stt, model, provider)
+        cost = self.spans.call.billed(usage)
+        self.instruments.record_cost(usage, cost)
         facts = UserTurnFacts(
             input_mode=turn.input_mode,
             committed=turn.committed_at is not None,
             transcript=turn.transcript,
             stt=turn.stt,
-            stt_model=model,
-            stt_provider=provider,
+            stt_model=model or (usage.model if usage else None),
+            stt_provider=provider or (usage.provider if usage else None),
             speech_id=turn.speech_id,
+            usage=usage,
+            cost=cost,
         )
         values = {**extra, **self.conventions.user_turn(facts)}
         span = self.spans.child(attr.SPAN_USER_TURN, parent, values, ns(start), links)
@@ -385,6 +400,19 @@ class SessionRecorder:
             ending = _EndsWithAudio(span, self.audio, turn.audio, self.conventions)
             return cast(Span, ending), ns(end)
         return span, ns(end)
+
+    def _write_late_stt(self, turn: UserTurn, span: Span) -> None:
+        """An utterance's STT metrics came after its ``user_turn`` was written."""
+        if turn.stt is None:
+            return
+        model, provider = compat.model_and_provider(self.replies.component("stt"))
+        usage = stt_usage(turn.stt, model, provider)
+        cost = self.spans.call.billed(usage)
+        self.instruments.record_cost(usage, cost)
+        values = self.conventions.stt_usage(turn.stt.attributes(), usage, cost)
+        if usage is not None and usage.model and not model:
+            values[attr.LK_STT_MODEL] = usage.model
+        span.set_attributes(values)
 
     def _write_end_of_turn(
         self, parent: Span, turn: UserTurn, eou: Any, start: float, end: float

@@ -34,6 +34,7 @@ from ..mapping.facts import (
 )
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate
+from ..mapping.usage import llm_usage, tts_usage
 from .latency import Playback, Timeline
 from .realtime import RealtimeResponses, Response
 from .spans import Protect, SessionSpans, now, ns, seconds
@@ -282,6 +283,11 @@ class Replies:
         turn.span.set_attributes(self.conventions.agent_turn_end(facts))
         self._end_with_audio(turn)
         self.instruments.record_turn(facts)
+        if not facts.discarded:
+            latency = facts.latency.total if facts.latency is not None else None
+            self.spans.call.agent_turn(
+                facts.interrupted, latency, timeline.first_frame_at, facts.played_duration
+            )
 
     def _end_with_audio(self, turn: AgentTurn) -> None:
         """End the turn's span, after its clip (cut where playback stopped) is stored."""
@@ -422,6 +428,11 @@ class Replies:
             cached_input_tokens=cached if reported and isinstance(cached, int) else None,
             interrupted=cancelled,
         )
+        usage_of = llm_usage(
+            *node.model, response.input_tokens, response.output_tokens, response.cached_input_tokens
+        )
+        response.cost = self.spans.call.billed(usage_of)
+        self.instruments.record_cost(usage_of, response.cost)
         self.instruments.record_operation(
             attr.GEN_AI_OPERATION_CHAT,
             *node.model,
@@ -457,6 +468,7 @@ class Replies:
     def tts_started(self, request: TtsRequest, speech: Any | None, text: list[str] | None) -> Node:
         """Speech synthesis starts; ``text`` collects what is sent to it."""
         node = self._start_node(attr.SPAN_TTS_NODE, speech, self.conventions.tts_start(request))
+        node.model = (request.model, request.provider)
         node.text = text
         if text is not None and node.turn is not None:
             node.turn.synthesized[0].append(text)
@@ -469,10 +481,15 @@ class Replies:
         text = "".join(node.text) if node.text is not None else None
         if text is not None and cancelled and metrics is not None:
             text = content.synthesized_part(text, metrics.value("characters_count"))
+        usage = tts_usage(metrics, *node.model)
+        cost = self.spans.call.billed(usage)
+        self.instruments.record_cost(usage, cost)
         result = TtsResult(
             text=text,
             audio_duration=float(duration) if isinstance(duration, (int, float)) else None,
             interrupted=cancelled,
+            usage=usage,
+            cost=cost,
         )
         values = self.conventions.tts_end(result, metrics.attributes() if metrics else {})
         if cancelled:

@@ -16,6 +16,8 @@ from opentelemetry.trace import Link, Span, Tracer
 
 from ..mapping.conventions import Attributes, Conventions
 from ..mapping.facts import SessionFacts
+from ..mapping.prices import table_for
+from .call import CallTally
 
 _NS = 1_000_000_000
 
@@ -55,6 +57,8 @@ class SessionSpans:
         self.common = conventions.common(facts)
         self.session_span: Span = trace.INVALID_SPAN
         self.session_context = Context()
+        # the call at a glance and its costs, summed as its spans end
+        self.call = CallTally(table_for(conventions.options.prices))
 
     def open_session(self, name: str, attributes: Attributes, start: float) -> Span:
         """Start the root ``agent_session`` span."""

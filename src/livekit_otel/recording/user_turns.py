@@ -93,6 +93,8 @@ class UserTurns:
         # per-turn traces: transcribed utterances waiting for the reply whose trace they join
         self.hold_unowned = False
         self._awaiting_owner: deque[UserTurn] = deque()
+        # writes STT metrics that came after their turn was written (usage and cost with them)
+        self.late_stt: Callable[[UserTurn, Span], None] | None = None
 
     # -- LiveKit events -------------------------------------------------------------------
     def user_speaking(self, at: float) -> None:
@@ -285,7 +287,9 @@ class UserTurns:
             return
         turn, span, end = self._settling
         self._settling = None
-        if turn.stt is not None:
+        if self.late_stt is not None:
+            self.late_stt(turn, span)
+        elif turn.stt is not None:
             span.set_attributes(turn.stt.attributes())
         span.end(end)
 

@@ -244,6 +244,7 @@ class ScriptedConversation:
         agent: Agent | None = None,
         llm: lk_llm.LLM | None = None,
         tts: ScriptedTTS | None = None,
+        stt: ScriptedSTT | None = None,
         playback_speed: float = 100.0,
         preemptive_generation: bool = False,
         session_options: dict[str, Any] | None = None,
@@ -263,7 +264,7 @@ class ScriptedConversation:
         elif llm_options:
             raise ValueError("llm_options are for the conversation's own LLM: give no llm")
         self.llm = llm
-        self.stt = ScriptedSTT()
+        self.stt = stt if stt is not None else ScriptedSTT()
         self.tts = tts if tts is not None else ScriptedTTS()
         self.vad = ScriptedVAD()
         self.agent = agent if agent is not None else ScriptedAgent()
@@ -534,6 +535,7 @@ async def run_scripted_session(
     mode: Literal["audio", "text"] = "audio",
     llm: lk_llm.LLM | None = None,
     tts: ScriptedTTS | None = None,
+    stt: ScriptedSTT | None = None,
     playback_speed: float = 100.0,
     preemptive_generation: bool = False,
     session_options: dict[str, Any] | None = None,
@@ -558,6 +560,7 @@ async def run_scripted_session(
         agent=agent,
         llm=llm,
         tts=tts,
+        stt=stt,
         playback_speed=playback_speed,
         preemptive_generation=preemptive_generation,
         session_options=session_options,

@@ -19,6 +19,8 @@ from .. import content
 from ..facts import (
     AgentTurnFacts,
     AudioFacts,
+    CallFacts,
+    Cost,
     LlmRequest,
     LlmResponse,
     RealtimeResponseFacts,
@@ -29,6 +31,7 @@ from ..facts import (
     ToolResult,
     TtsRequest,
     TtsResult,
+    Usage,
     UserTurnFacts,
 )
 from . import livekit_keys as lk
@@ -56,7 +59,12 @@ def families(options: Options) -> list[Keys]:
     chosen = options.conventions
     text_carried = bool({"langfuse", "openinference"} & chosen)
     written: list[Keys] = [
-        LiveKitKeys(text_carried, text_carried or "genai" in chosen, "langfuse" in chosen)
+        LiveKitKeys(
+            text_carried,
+            text_carried or "genai" in chosen,
+            total_carried="langfuse" in chosen,
+            transcript_carried="langfuse" in chosen,
+        )
     ]
     if "langfuse" in chosen:
         written.append(LangfuseKeys(options))
@@ -99,6 +107,10 @@ class Conventions:
         self._trace_io = each("trace_io")
         self._warning = each("warning")
         self._audio_reference = each("audio_reference")
+        self._cost = each("cost")
+        self._speech_usage = each("speech_usage")
+        self._call = each("call")
+        self._transcript = each("transcript")
 
     # -- what every span carries --------------------------------------------------------
     def common(self, facts: SessionFacts) -> Attributes:
@@ -135,6 +147,8 @@ class Conventions:
         """Usage totals and the call's first and last words, at close."""
         values = lk.session_totals(end)
         self._set_dialogue(values, end.first_user_text, end.last_agent_text, None, None)
+        if end.call is not None:
+            self._set_call(values, end.call)
         return values
 
     # -- user turns ---------------------------------------------------------------------
@@ -142,11 +156,18 @@ class Conventions:
         """A ``user_turn``: how the user spoke, the STT metrics and the transcript."""
         values = lk.user_turn(facts)
         self._set_kind(values, KIND_SPAN)
+        self._set_speech_usage(values, facts.usage, facts.cost)
         if self.capture and facts.transcript:
             text = content.limit(facts.transcript, self.options)
             heard = "[audio]" if facts.input_mode == "audio" else text
             for write in self._text_io:
                 write(values, heard, text, None, attr.LK_USER_TRANSCRIPT)
+        return values
+
+    def stt_usage(self, stt: Attributes, usage: Usage | None, cost: Cost | None) -> Attributes:
+        """STT metrics that came after their ``user_turn`` was written, with usage and cost."""
+        values = dict(stt)
+        self._set_speech_usage(values, usage, cost)
         return values
 
     def end_of_turn(self, eou: Attributes, speech_id: str | None) -> Attributes:
@@ -239,6 +260,8 @@ class Conventions:
                     response.cached_input_tokens,
                 )
         self._set_completion_start(values, response.completion_start_time)
+        if response.cost is not None:
+            self._set_cost(values, response.cost)
         for write in self._finish_reason:
             write(values, response.finish_reason)
         if response.interrupted:
@@ -269,6 +292,8 @@ class Conventions:
             for split in self._realtime_usage:
                 split(values, usage)
         self._set_completion_start(values, facts.completion_start_time)
+        if facts.cost is not None:
+            self._set_cost(values, facts.cost)
         if facts.cancelled:
             self._set_warning(values, INTERRUPTED_MESSAGE)
         if self.capture:
@@ -307,6 +332,7 @@ class Conventions:
     def tts_end(self, result: TtsResult, metrics: Attributes) -> Attributes:
         """A ``tts_node`` as it ends: LiveKit's metrics and the text sent to synthesis."""
         values = dict(metrics)
+        self._set_speech_usage(values, result.usage, result.cost)
         if result.interrupted:
             self._set_warning(values, INTERRUPTED_MESSAGE)
         if self.capture and result.text is not None:
@@ -355,6 +381,36 @@ class Conventions:
             for write in self._completion_start:
                 write(values, iso)
 
+    def _set_cost(self, values: Attributes, cost: Cost) -> None:
+        for write in self._cost:
+            write(values, cost)
+
+    def _set_speech_usage(self, values: Attributes, usage: Usage | None, cost: Cost | None) -> None:
+        """STT or TTS usage and, where priced, its cost."""
+        if usage is not None:
+            for write in self._speech_usage:
+                write(values, usage)
+        if cost is not None:
+            self._set_cost(values, cost)
+
+    def _set_call(self, values: Attributes, call: CallFacts) -> None:
+        """The call at a glance and, when content is captured, its transcript (bounded)."""
+        glance = lk.call_glance(call)
+        values.update(glance)
+        for write in self._call:
+            write(values, glance)
+        if not (self.capture and call.transcript):
+            return
+        lines = [f"{role}: {content.redact(text, self.options)}" for role, text in call.transcript]
+        limit = self.options.max_attribute_length
+        text, cut = _bounded_tail(lines, limit)
+        cut = cut or call.transcript_dropped > 0
+        if cut:
+            text = CUT_MARKER + "\n" + _bounded_tail(lines, limit - len(CUT_MARKER) - 1)[0]
+        values[attr.LK_CALL_TRANSCRIPT_CUT] = cut
+        for write in self._transcript:
+            write(values, text)
+
     def _set_warning(self, values: Attributes, message: str) -> None:
         for write in self._warning:
             write(values, message)
@@ -384,6 +440,24 @@ class Conventions:
             return
         for write in self._dialogue:
             write(values, heard, said, lk_input, lk_output)
+
+
+CUT_MARKER = "[... earlier turns cut]"
+
+
+def _bounded_tail(lines: list[str], limit: int) -> tuple[str, bool]:
+    """The last of ``lines`` that fit in ``limit`` characters, and whether any was left out."""
+    limit = max(limit, 1)
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines):
+        if size + len(line) + 1 > limit:
+            if not kept:  # one line longer than the limit: its end
+                kept.append(line[-limit:])
+            return "\n".join(reversed(kept)), True
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(reversed(kept)), False
 
 
 def _interruption(facts: AgentTurnFacts) -> str:

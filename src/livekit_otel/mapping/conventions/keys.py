@@ -15,7 +15,7 @@ import json
 
 from opentelemetry.util.types import AttributeValue
 
-from ..facts import RealtimeUsage, SessionFacts, ToolCall
+from ..facts import Cost, RealtimeUsage, SessionFacts, ToolCall, Usage
 
 Attributes = dict[str, AttributeValue]
 
@@ -69,6 +69,19 @@ class Keys:
 
     def completion_start(self, values: Attributes, iso_time: str) -> None:
         """When the first token came, as an ISO 8601 time with its zone."""
+
+    # -- cost (docs/cost.md) --------------------------------------------------------------
+    def cost(self, values: Attributes, cost: Cost) -> None:
+        """What a billed span cost in USD, by usage key, and whose price it used."""
+
+    def speech_usage(self, values: Attributes, usage: Usage) -> None:
+        """An STT or TTS span's usage in its billing unit, with its model (not a chat)."""
+
+    def call(self, values: Attributes, glance: Attributes) -> None:
+        """The call at a glance (the ``lk.call.*`` values) where a backend reads a trace."""
+
+    def transcript(self, values: Attributes, text: str) -> None:
+        """The call's transcript, bounded (captured content)."""
 
     # -- tools --------------------------------------------------------------------------
     def tool(self, values: Attributes, call: ToolCall) -> None:

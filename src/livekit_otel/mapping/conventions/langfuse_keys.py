@@ -13,9 +13,11 @@ from opentelemetry.util.types import AttributeValue
 
 from ...config import Options
 from .. import attributes as attr
-from ..facts import RealtimeUsage, SessionFacts
+from ..facts import Cost, RealtimeUsage, SessionFacts, Usage
 from .keys import KIND_SPAN, Attributes, Keys
-from .livekit_keys import USAGE_PREFIX, split_usage
+from .livekit_keys import USAGE_PREFIX, split_usage, usd
+
+CALL_METADATA_PREFIX = attr.LANGFUSE_TRACE_METADATA_PREFIX + "call_"
 
 
 class LangfuseKeys(Keys):
@@ -63,6 +65,26 @@ class LangfuseKeys(Keys):
     def model_parameters(self, values: Attributes, parameters: str) -> None:
         values[attr.LANGFUSE_MODEL_PARAMETERS] = parameters
 
+    def cost(self, values: Attributes, cost: Cost) -> None:
+        # provided costs are authoritative in Langfuse: it prices nothing of this one itself
+        details = {_key(key): usd(amount) for key, amount in cost.details.items()}
+        details["total"] = usd(cost.total)
+        values[attr.LANGFUSE_COST_DETAILS] = json.dumps(details, separators=(",", ":"))
+
+    def speech_usage(self, values: Attributes, usage: Usage) -> None:
+        values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_GENERATION
+        if usage.model:
+            values[attr.LANGFUSE_MODEL_NAME] = usage.model
+        counts = {_key(key): _count(key, amount) for key, amount in usage.amounts.items()}
+        values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(counts, separators=(",", ":"))
+
+    def call(self, values: Attributes, glance: Attributes) -> None:
+        for key, value in glance.items():
+            values[CALL_METADATA_PREFIX + key.removeprefix("lk.call.").replace(".", "_")] = value
+
+    def transcript(self, values: Attributes, text: str) -> None:
+        values[CALL_METADATA_PREFIX + "transcript"] = text
+
     def tool_io(self, values: Attributes, arguments: str, result: str) -> None:
         values[attr.LANGFUSE_OBSERVATION_INPUT] = arguments
         values[attr.LANGFUSE_OBSERVATION_OUTPUT] = result
@@ -104,6 +126,15 @@ class LangfuseKeys(Keys):
             values[attr.LANGFUSE_OBSERVATION_INPUT] = shown
         else:
             values[attr.LANGFUSE_OBSERVATION_OUTPUT] = shown
+
+
+def _key(key: str) -> str:
+    # Langfuse keeps whole numbers only: audio seconds go as milliseconds
+    return key.replace("_seconds", "_ms")
+
+
+def _count(key: str, amount: float) -> int:
+    return round(amount * 1000) if key.endswith("_seconds") else round(amount)
 
 
 def _scalar(value: Any) -> AttributeValue:

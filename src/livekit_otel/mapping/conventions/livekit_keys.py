@@ -11,6 +11,8 @@ from .. import attributes as attr
 from ..facts import (
     AgentTurnFacts,
     AudioFacts,
+    CallFacts,
+    Cost,
     RealtimeUsage,
     SessionEnd,
     SessionFacts,
@@ -27,13 +29,20 @@ USAGE_PREFIX = attr.GEN_AI_USAGE_PREFIX
 class LiveKitKeys(Keys):
     """Writes the keys the trace contract requires, and content no convention carries."""
 
-    def __init__(self, text_carried: bool, messages_carried: bool, total_carried: bool) -> None:
+    def __init__(
+        self,
+        text_carried: bool,
+        messages_carried: bool,
+        total_carried: bool,
+        transcript_carried: bool = False,
+    ) -> None:
         # whether a convention in force carries a span's plain text, or a generation's
         # messages (and a turn's dialogue and a tool's arguments and result), or a realtime
-        # response's total (Langfuse's usage details)
+        # response's total (Langfuse's usage details), or the call's transcript
         self.text_carried = text_carried
         self.messages_carried = messages_carried
         self.total_carried = total_carried
+        self.transcript_carried = transcript_carried
 
     def session(self, values: Attributes, facts: SessionFacts) -> None:
         # one key each, read by Langfuse and by Phoenix (the session and user) or by
@@ -82,6 +91,14 @@ class LiveKitKeys(Keys):
         values[attr.GEN_AI_TOOL_NAME] = call.name
         values[attr.GEN_AI_TOOL_CALL_ID] = call.call_id
         values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_TOOL
+
+    def cost(self, values: Attributes, cost: Cost) -> None:
+        values[attr.LK_COST_TOTAL] = usd(cost.total)
+        values[attr.LK_COST_SOURCE] = cost.source
+
+    def transcript(self, values: Attributes, text: str) -> None:
+        if not self.transcript_carried:
+            values[attr.LK_CALL_TRANSCRIPT] = text
 
     def tool_io(self, values: Attributes, arguments: str, result: str) -> None:
         if not self.messages_carried:
@@ -175,6 +192,36 @@ def session_totals(end: SessionEnd) -> Attributes:
         values.update(end.vad.attributes())
     if end.connection is not None and end.connection.requests:
         values.update(end.connection.attributes())
+    return values
+
+
+def usd(value: float) -> float:
+    """A cost as written: USD to the ten-billionth."""
+    return round(value, 10)
+
+
+def call_glance(call: CallFacts) -> Attributes:
+    """The call at a glance: duration, turns, talk times, silence, latency, end, costs."""
+    values: Attributes = {
+        attr.LK_CALL_DURATION: round(call.duration, 6),
+        attr.LK_CALL_TURNS: call.turns,
+        attr.LK_CALL_INTERRUPTED_TURNS: call.interrupted_turns,
+        attr.LK_CALL_USER_TALK_TIME: round(call.user_talk_time, 6),
+        attr.LK_CALL_AGENT_TALK_TIME: round(call.agent_talk_time, 6),
+    }
+    for key, value in (
+        (attr.LK_CALL_LONGEST_SILENCE, call.longest_silence),
+        (attr.LK_CALL_LATENCY_MEDIAN, call.latency_median),
+        (attr.LK_CALL_LATENCY_MAX, call.latency_max),
+    ):
+        if value is not None:
+            values[key] = round(value, 6)
+    if call.end_reason:
+        values[attr.LK_CALL_END_REASON] = call.end_reason
+    if call.costs:  # no priced span: no cost (never 0)
+        values[attr.LK_CALL_COST_TOTAL] = usd(sum(call.costs.values()))
+        for kind, amount in sorted(call.costs.items()):
+            values[attr.LK_CALL_COST_PREFIX + kind] = usd(amount)
     return values
 
 
