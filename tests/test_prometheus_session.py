@@ -75,6 +75,13 @@ SCRIPT = [
     UserTurn("and what about Oslo", reply=TimedReply("It is sunny in Oslo.", ttft=0.6)),
     UserTurn("thanks, goodbye", reply=TimedReply("Goodbye, have a nice day!", ttft=1.1)),
 ]
+# prices for the scripted models (docs/cost.md: the prices option), so the calls have costs
+PRICES = {
+    "scripted-llm-1": {"input": 2.0, "input_cached_tokens": 0.5, "output": 8.0},
+    "scripted-stt-1": {"kind": "stt", "unit": "minute", "input_audio_seconds": 0.006},
+    "scripted-tts-1": {"kind": "tts", "input_characters": 15.0},
+}
+COST_KINDS = ("llm", "stt", "tts")
 PARTS = ("end_of_turn", "on_user_turn_completed", "llm", "tools", "tts", "playout")
 SELECTOR = re.compile(r"\b(?:lk|gen_ai)_\w+(?:_bucket|_sum|_count|_total)\b(?:\{[^}]*\})?")
 """A series selector of livekit-otel's metrics in a query."""
@@ -118,7 +125,7 @@ def calls(prometheus: Any) -> Iterator[Calls]:
     LiveKitAgentsInstrumentor().uninstrument()
     with (
         pytest.MonkeyPatch.context() as monkeypatch,
-        instrumented(environment="e2e") as tracing,
+        instrumented(environment="e2e", prices=PRICES) as tracing,
     ):
         monkeypatch.setattr(setup_state, "_installed", None)
         monkeypatch.setattr(setup_state, "_served", None)
@@ -273,6 +280,44 @@ def test_stt_seconds_equal_the_session_totals(calls: Calls, scope: str) -> None:
     answer = calls.value("sum(lk_usage_stt_audio_duration_seconds_total)", scope)
 
     assert answer == pytest.approx(expected) and answer > 0
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_cost_by_kind_equals_the_calls_costs_on_their_spans(calls: Calls, scope: str) -> None:
+    by_kind = calls.by("lk_kind", "sum by (lk_kind) (lk_cost_USD_total)", scope)
+
+    assert set(by_kind) == set(COST_KINDS)
+    for kind in COST_KINDS:
+        expected = session_total(calls.spans(scope), f"lk.call.cost.{kind}")
+        assert by_kind[kind] == pytest.approx(expected, abs=1e-9) and expected > 0, kind
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_each_call_records_its_cost_duration_and_turns_once(calls: Calls, scope: str) -> None:
+    trees = calls.spans(scope)
+
+    assert calls.value("sum(lk_call_cost_USD_count)", scope) == len(trees)
+    assert calls.value("sum(lk_call_duration_seconds_count)", scope) == len(trees)
+    assert calls.value("sum(lk_call_turns_sum)", scope) == session_total(trees, "lk.call.turns")
+    assert calls.value("sum(lk_call_cost_USD_sum)", scope) == pytest.approx(
+        session_total(trees, "lk.call.cost.total"), abs=1e-9
+    )
+    assert calls.value("sum(lk_call_duration_seconds_sum)", scope) == pytest.approx(
+        session_total(trees, "lk.call.duration"), abs=ROUNDING_S * len(trees)
+    )
+
+
+def test_the_cost_series_carry_kind_model_and_provider_only(calls: Calls) -> None:
+    labels = {
+        key: value
+        for labels_, _ in calls.server.query("lk_cost_USD_total")
+        for key, value in labels_.items()
+        if key.startswith("lk_")
+    }
+    models = {labels_.get("lk_model") for labels_, _ in calls.server.query("lk_cost_USD_total")}
+
+    assert set(labels) == {"lk_kind", "lk_model", "lk_provider"}
+    assert models == set(PRICES)
 
 
 def test_series_carry_the_agent_and_environment_and_no_high_cardinality_label(

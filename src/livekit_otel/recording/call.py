@@ -8,15 +8,17 @@ bounded transcript) however long the call.
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import deque
 
 from ..mapping.facts import CallFacts, Cost, Usage
 from ..mapping.prices import PriceTable
 
-# transcript lines kept (the most recent); the attribute is cut to the size limit as well
-TRANSCRIPT_LINES = 200
-# speech intervals kept for the longest silence: the gaps are folded in as they pass
-_INTERVALS = 64
+# transcript lines kept: the last 40 (20 exchanges); the attribute is cut to the size limit
+TRANSCRIPT_LINES = 40
+# speech intervals kept for the longest silence (they come a little out of order: a user
+# turn is written after its reply started); the older half is folded in when it fills
+_INTERVALS = 8
 
 
 class CallTally:
@@ -31,7 +33,7 @@ class CallTally:
         self.interrupted = 0
         self.user_talk = 0.0
         self.agent_talk = 0.0
-        self.latencies: list[float] = []
+        self.latencies = array("d")  # 8 bytes a heard reply
         self.lines: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_LINES)
         self.lines_dropped = 0
         self._speech: list[tuple[float, float]] = []
