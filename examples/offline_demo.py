@@ -9,6 +9,10 @@ the table is what a caller of this agent would wait. livekit-otel traces it.
 greeting, a question answered by a tool call and a spoken answer, and a story the user
 barges in on.
 
+The scripted models carry the names of OpenAI's (LLM ``gpt-4o-mini``, STT ``whisper-1``,
+TTS ``tts-1``, realtime ``gpt-realtime``), so livekit-otel prices each billed span from
+its price table (docs/cost.md) and the call's total is printed at the end.
+
 Where the trace goes:
 - ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` set: to Langfuse (``setup_langfuse``);
 - ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set: to that OTLP backend
@@ -47,6 +51,7 @@ from livekit_otel_dev.realtime import (
 )
 from livekit_otel_dev.scripted import (
     ScriptedAgent,
+    ScriptedSTT,
     ScriptedTTS,
     ScriptTimeline,
     ToolCall,
@@ -74,6 +79,7 @@ TOOL = 0.15  # lookup_weather's run time
 TTS_TTFB = 0.06  # the TTS's time to first byte
 PLAYOUT = 0.02  # from synthesized audio to the first frame handed to the output
 ENDPOINTING = 0.05  # LiveKit's minimum endpointing delay
+OPENAI = "api.openai.com"  # the provider the scripted models report, as OpenAI's plugins do
 
 # the VAD dates the start of speech back by its duration, as a real VAD does; it is kept
 # shorter than the accelerated call's pauses, so a user turn starts after the reply before
@@ -196,21 +202,45 @@ async def run_demo_call() -> list[float]:
             agent=ScriptedAgent(
                 hook_delay=HOOK, playout_delay=PLAYOUT, tool_delays={"lookup_weather": TOOL}
             ),
-            tts=ScriptedTTS(first_byte_delay=TTS_TTFB, tones=AGENT_TONES),
+            tts=ScriptedTTS(
+                first_byte_delay=TTS_TTFB, tones=AGENT_TONES, model="tts-1", provider=OPENAI
+            ),
+            stt=ScriptedSTT(model="whisper-1", provider=OPENAI),
             session_options=options,
             playback_speed=25.0,
             timeline=ScriptTimeline(),
             real_silence=True,
             endpointing_delay=ENDPOINTING,
-            llm_options={"ttft": LLM_TTFT, "tool_ttft": TOOL_TTFT},
+            llm_options={
+                "ttft": LLM_TTFT,
+                "tool_ttft": TOOL_TTFT,
+                "model": "gpt-4o-mini",
+                "provider": OPENAI,
+            },
         )
     return [reply.perceived_latency for reply in run.expected_latencies()]
 
 
 async def run_realtime_call() -> None:
     """The scripted realtime call, traced by whatever provider livekit-otel was given."""
-    model = ScriptedRealtimeModel(response_delay=RESPONSE_DELAY)
+    model = ScriptedRealtimeModel(
+        response_delay=RESPONSE_DELAY, model="gpt-realtime", provider=OPENAI
+    )
     await run_realtime_session(REALTIME_SCRIPT, greeting=REALTIME_GREETING, model=model)
+
+
+def _cost(spans: tuple[ReadableSpan, ...]) -> str | None:
+    """The call's cost as its root span says it (``lk.call.cost.*``), or None if unpriced."""
+    for span in spans:
+        values = span.attributes or {}
+        if span.name == "agent_session" and "lk.call.cost.total" in values:
+            parts = ", ".join(
+                f"{kind.upper()} ${values[f'lk.call.cost.{kind}']:.6f}"
+                for kind in ("llm", "stt", "tts", "realtime")
+                if f"lk.call.cost.{kind}" in values
+            )
+            return f"${values['lk.call.cost.total']:.6f} ({parts})"
+    return None
 
 
 def _ms(seconds: float) -> str:
@@ -249,6 +279,9 @@ async def main(realtime: bool = False) -> int:
     print(f"Scripted call done in {elapsed:.2f} s")
     if truth:
         print("Latency by the script's own clock (ms): " + ", ".join(_ms(t) for t in truth))
+    cost = _cost(spans)
+    if cost is not None:
+        print(f"What the call cost at the table's prices: {cost}")
     provider.shutdown()
     summary = f"{len(spans)} spans in {_traces(spans)}"
     if errors.count:
