@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 # host (or a part of it) a provider reports -> OpenTelemetry's gen_ai.provider.name value
 _REGISTRY_BY_HOST = (
     ("openai.azure.com", "azure.ai.openai"),
@@ -40,6 +42,7 @@ _REGISTRY_BY_NAME = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def provider_name(provider: str) -> str:
     """OpenTelemetry's registry value for a known provider; an unknown one as reported."""
     lowered = provider.lower()
