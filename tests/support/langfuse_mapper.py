@@ -452,10 +452,18 @@ def tool_definitions(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return tools
 
 
-def metadata_ratio(view: LangfuseView) -> float:
-    """The call's metadata over its input and output, in characters, as Langfuse keeps them."""
-    metadata = sum(obs.metadata_size for obs in view.observations)
-    shown = sum(obs.io_size for obs in view.observations)
+def metadata_ratio(view: LangfuseView, content_keys: frozenset[str] = frozenset()) -> float:
+    """The call's metadata over its input and output, in characters, as Langfuse keeps them.
+
+    ``content_keys``: metadata keys that hold captured words (a transcript Langfuse files
+    as metadata); they count with the input and output, not as metadata.
+    """
+    metadata = shown = 0
+    for obs in view.observations:
+        kept = obs.metadata
+        words = sum(len(kept[key]) for key in content_keys if key in kept)
+        metadata += obs.metadata_size - words - sum(len(key) for key in content_keys if key in kept)
+        shown += obs.io_size + words
     return metadata / shown if shown else float("inf")
 
 

@@ -2,12 +2,14 @@
 
 ``keys`` names the facts (one setter each); ``livekit_keys`` writes the trace contract's own
 keys, ``langfuse_keys``, ``openinference_keys`` and ``genai_keys`` their family's;
-``composed.Conventions`` chooses the families in force once and hands each fact to them.
+``setters`` chooses the families in force once and holds each fact's setters;
+``composed.Conventions`` hands each span's facts to them.
 """
 
-from .composed import CLOSED_MESSAGE, INTERRUPTED_MESSAGE, Conventions, families
+from .composed import CLOSED_MESSAGE, INTERRUPTED_MESSAGE, Conventions
 from .keys import Attributes
 from .providers import provider_name
+from .setters import families
 
 __all__ = [
     "CLOSED_MESSAGE",

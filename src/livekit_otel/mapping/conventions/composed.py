@@ -1,15 +1,12 @@
-"""Facts to attributes: the families in force, each fact handed to every one of them.
+"""Facts to attributes, span by span: each fact handed to every family in force.
 
-This is the only reader of the ``conventions`` and ``capture_content`` options: the families
-are chosen once, here, and when content capture is off no user or model text leaves it.
-LiveKit's own ``lk.*`` keys (metrics, turn timing) are written here, for every convention.
+With ``setters`` (which chooses the families once), this is the only reader of the
+``conventions`` and ``capture_content`` options: when content capture is off no user or
+model text leaves it. LiveKit's own ``lk.*`` keys (metrics, turn timing) come from
+``livekit_keys``, the same for every convention.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -35,82 +32,24 @@ from ..facts import (
     UserTurnFacts,
 )
 from . import livekit_keys as lk
-from .genai_keys import GenAiKeys
 from .keys import (
     KIND_AGENT,
     KIND_GENERATION,
     KIND_SPAN,
     Attributes,
-    Keys,
     messages,
-    overridden,
 )
-from .langfuse_keys import LangfuseKeys
-from .livekit_keys import LiveKitKeys
-from .openinference_keys import OpenInferenceKeys
-from .providers import provider_name
+from .setters import FactSetters, families
 
 INTERRUPTED_MESSAGE = "interrupted before it finished"
 CLOSED_MESSAGE = "cut off: the session closed before the reply finished"
 
 
-def families(options: Options) -> list[Keys]:
-    """The convention families in force, the contract's own keys first."""
-    chosen = options.conventions
-    text_carried = bool({"langfuse", "openinference"} & chosen)
-    written: list[Keys] = [
-        LiveKitKeys(
-            text_carried,
-            text_carried or "genai" in chosen,
-            total_carried="langfuse" in chosen,
-            transcript_carried="langfuse" in chosen,
-        )
-    ]
-    if "langfuse" in chosen:
-        written.append(LangfuseKeys(options))
-    if "openinference" in chosen:
-        written.append(OpenInferenceKeys(options))
-    if "genai" in chosen:
-        written.append(GenAiKeys())
-    return written
-
-
-class Conventions:
+class Conventions(FactSetters):
     """Writes facts as attributes, for the conventions and content options chosen."""
 
     def __init__(self, options: Options) -> None:
-        self.options = options
-        self.capture = options.capture_content
-        written = families(options)
-
-        def each(name: str) -> tuple[Callable[..., None], ...]:
-            return tuple(getattr(family, name) for family in written if overridden(family, name))
-
-        self._session = each("session")
-        self._trace = each("trace")
-        self._metadata = each("metadata")
-        self._kind = each("kind")
-        self._agent = each("agent")
-        self._invoke_agent = each("invoke_agent")
-        self._model = each("model")
-        self._model_parameters = each("model_parameters")
-        self._usage = each("usage")
-        self._realtime_usage = each("realtime_usage")
-        self._finish_reason = each("finish_reason")
-        self._completion_start = each("completion_start")
-        self._tool = each("tool")
-        self._tool_io = each("tool_io")
-        self._text_io = each("text_io")
-        self._prompt = each("prompt")
-        self._completion = each("completion")
-        self._dialogue = each("dialogue")
-        self._trace_io = each("trace_io")
-        self._warning = each("warning")
-        self._audio_reference = each("audio_reference")
-        self._cost = each("cost")
-        self._speech_usage = each("speech_usage")
-        self._call = each("call")
-        self._transcript = each("transcript")
+        super().__init__(options, families(options))
 
     # -- what every span carries --------------------------------------------------------
     def common(self, facts: SessionFacts) -> Attributes:
@@ -365,34 +304,7 @@ class Conventions:
             span.add_event(attr.EXCEPTION_EVENT, {attr.EXCEPTION_TYPE: name})
             span.set_status(Status(StatusCode.ERROR, name))
 
-    # -- one fact, every family in force ------------------------------------------------
-    def _set_kind(self, values: Attributes, kind: str) -> None:
-        for write in self._kind:
-            write(values, kind)
-
-    def _set_model(self, values: Attributes, model: str | None, provider: str | None) -> None:
-        name = provider_name(provider) if provider else None
-        for write in self._model:
-            write(values, model, name)
-
-    def _set_completion_start(self, values: Attributes, first: float | None) -> None:
-        if first is not None and self._completion_start:
-            iso = datetime.fromtimestamp(first, tz=timezone.utc).isoformat()
-            for write in self._completion_start:
-                write(values, iso)
-
-    def _set_cost(self, values: Attributes, cost: Cost) -> None:
-        for write in self._cost:
-            write(values, cost)
-
-    def _set_speech_usage(self, values: Attributes, usage: Usage | None, cost: Cost | None) -> None:
-        """STT or TTS usage and, where priced, its cost."""
-        if usage is not None:
-            for write in self._speech_usage:
-                write(values, usage)
-        if cost is not None:
-            self._set_cost(values, cost)
-
+    # -- the call at a glance ---------------------------------------------------------
     def _set_call(self, values: Attributes, call: CallFacts) -> None:
         """The call at a glance and, when content is captured, its transcript (bounded)."""
         glance = lk.call_glance(call)
@@ -410,36 +322,6 @@ class Conventions:
         values[attr.LK_CALL_TRANSCRIPT_CUT] = cut
         for write in self._transcript:
             write(values, text)
-
-    def _set_warning(self, values: Attributes, message: str) -> None:
-        for write in self._warning:
-            write(values, message)
-
-    def _set_reply(self, values: Attributes, text: str, tool_calls: Any) -> None:
-        """A generation's output: the assistant message, with its tool calls."""
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if tool_calls:
-            message["tool_calls"] = content.tool_call_messages(tool_calls)
-        said = content.to_json(message, self.options)
-        for write in self._completion:
-            write(values, said, attr.LK_LLM_OUTPUT_MESSAGES)
-
-    def _set_dialogue(
-        self,
-        values: Attributes,
-        user_text: str | None,
-        agent_text: str | None,
-        lk_input: str | None,
-        lk_output: str | None,
-    ) -> None:
-        if not self.capture:
-            return
-        heard = content.limit(user_text, self.options) if user_text else None
-        said = content.limit(agent_text, self.options) if agent_text else None
-        if heard is None and said is None:
-            return
-        for write in self._dialogue:
-            write(values, heard, said, lk_input, lk_output)
 
 
 CUT_MARKER = "[... earlier turns cut]"
