@@ -431,3 +431,48 @@ async def test_the_session_span_goes_without_a_recording_not_ready_in_time(
     assert RECORDING_WAIT_SECONDS - 0.1 <= waited <= RECORDING_WAIT_SECONDS + 1.0
     assert (root.end_time or 0) / 1e9 <= closing + 1.0  # it keeps the moment it closed
     assert runtime.shared_worker().drain(10.0)
+
+
+async def test_the_per_turn_console_line_names_the_replys_audio(
+    instrument: Any, tmp_path: Path
+) -> None:
+    import io
+
+    from livekit_otel.terminal import attach_console
+
+    out = io.StringIO()
+    tracing = instrument(audio="turns", audio_store=str(tmp_path))
+    attach_console(tracing.provider, per_turn=True, stream=out)
+    run = await run_scripted_session(TURNS[:1], tts=tones_tts())
+    settled(tracing)
+    (played,) = [segment.played for segment in run.audio_output.segments]
+    (line,) = [line for line in out.getvalue().splitlines() if "livekit-otel turn 1:" in line]
+    assert f"| audio {played:.2f} s at file://{tmp_path.resolve()}/" in line
+    assert "@@@" not in line
+    # the session ended after the reply that waited for its clip: its table has the turn
+    assert "(no agent turn)" not in out.getvalue()
+
+
+def test_a_clip_longer_than_its_limit_is_cut_there_and_says_so() -> None:
+    from livekit_otel_dev.scripted.media import tone_frames
+
+    from livekit_otel.audio.clips import Clip
+
+    clip = Clip(limit=0.1)
+    for frame in tone_frames(440.0, 0.3):  # fifteen 20 ms frames
+        clip.add(frame)
+    assert clip.truncated
+    assert clip.duration == pytest.approx(0.1)
+    assert len(clip.frames) == 5
+
+
+async def test_inline_audio_is_a_data_uri_a_langfuse_server_can_extract(
+    instrument: Any,
+) -> None:
+    tracing = instrument(audio="turns", audio_inline=True, conventions="langfuse")
+    await run_scripted_session(TURNS[:1], tts=tones_tts())
+    (user,) = settled(tracing).named("user_turn")
+    value = attributes(user)["langfuse.observation.input"]
+    assert value.startswith("data:audio/ogg;base64,")
+    clip = decode(base64.b64decode(value.removeprefix("data:audio/ogg;base64,")))
+    assert clip.duration == pytest.approx(TONE_LEAD + TURNS[0].speech_duration, abs=TOLERANCE)

@@ -103,6 +103,7 @@ class TurnLatency:
     played: float | None
     discarded: bool
     said: str  # the agent's words, shortened and quoted for a per-turn line
+    audio: str = ""  # its clip: "audio 1.23 s at <uri>" (option audio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ def _number(values: Mapping[str, Any], key: str) -> float | None:
 
 
 def _turn(values: Mapping[str, Any]) -> TurnLatency:
-    said = _output(values, attr.LK_TURN_AGENT_TEXT)
+    said = _output(values, attr.LK_TURN_AGENT_TEXT).split(_MEDIA_MARK)[0].rstrip()
     return TurnLatency(
         perceived=_number(values, attr.LK_TURN_PERCEIVED_LATENCY),
         parts=tuple(
@@ -154,6 +155,7 @@ def _turn(values: Mapping[str, Any]) -> TurnLatency:
         played=_number(values, attr.LK_TURN_PLAYED_DURATION),
         discarded=values.get(attr.LK_TURN_DISCARDED) is True,
         said=_short(said, _LINE_TEXT_LIMIT) if said else "",
+        audio=_audio_note(values),
     )
 
 
@@ -382,6 +384,8 @@ def render_turn_line(number: int, turn: TurnLatency) -> str:
         pieces.append(f"| interrupted{played}")
     if turn.said:
         pieces.append(f"| {turn.said}")
+    if turn.audio:
+        pieces.append(f"| {turn.audio}")
     return " ".join(pieces)
 
 

@@ -257,36 +257,40 @@ class SessionAudio:
         return uri, reference
 
     def finish_session(self, span: Any, end_ns: int, write: Writer) -> None:
-        """End the root span once the call recording is attached, or at the wait's bound."""
+        """End the root span after the spans still waiting for their clips (the worker
+        runs jobs in order) and, with ``call``, once the recording is attached; at most
+        ``recording_wait`` seconds from now either way."""
         self._stop_listening()
         self._flush_batch()
         if self._user_clip is not None:
             self._user_clip.close()
-        if not self.settings.call:
-            span.end(end_ns)
-            return
         once = _Once(span, end_ns)
+        if not self.settings.call:
+            job: tuple[Any, ...] = (once.end, {})
+            missing = AudioResult()
+        else:
+            placement = _placement(span, "output", "call")
+            if self._call_state == "unknown":  # no audio came in: LiveKit's recording, or none
+                livekit = self._livekit_recording() if self._livekit_recording else None
+                self._call_state = "livekit" if livekit is not None else "none"
+            if self._call_state == "livekit":
+                job = (self._attach_livekit_recording, once, placement, write)
+            elif self._call is not None:
+                job = (self._attach_own_recording, once, placement, write)
+            else:
+                job = (once.end, write(AudioResult(unavailable="no audio")))
+            missing = AudioResult(unavailable="timeout")
+        # the timer ends the span if the job has not by then; a finished job cancels it
         timer = threading.Timer(
             self.settings.recording_wait,
-            lambda: once.end(write(AudioResult(unavailable="timeout"))),
+            lambda: once.end(write(missing) if self.settings.call else {}),
         )
         timer.daemon = True
-        placement = _placement(span, "output", "call")
-        if self._call_state == "unknown":  # no audio came in: LiveKit's recording, or none
-            livekit = self._livekit_recording() if self._livekit_recording else None
-            self._call_state = "livekit" if livekit is not None else "none"
-        if self._call_state == "livekit":
-            job: tuple[Any, ...] = (self._attach_livekit_recording, once, placement, write)
-        elif self._call is not None:
-            job = (self._attach_own_recording, once, placement, write)
-        else:
-            _end(span, end_ns, write(AudioResult(unavailable="no audio")))
-            return
-        # the timer ends the span if the job has not by then; a finished job cancels it
         once.timer = timer
         timer.start()
         if not self.worker.submit(*job):
-            once.end(write(AudioResult(unavailable="dropped", dropped=True)))
+            dropped = AudioResult(unavailable="dropped", dropped=True)
+            once.end(write(dropped) if self.settings.call else {})
 
     def _attach_own_recording(self, once: _Once, placement: Placement, write: Writer) -> None:
         if self._call is None or not self._call.started:
