@@ -219,6 +219,41 @@ def run_worker(
     return Run(config, json.loads(lines[-1]))
 
 
+def run_side_by_side(commands: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Start workers together: each prints ``ready`` once set up, then all get ``go`` at
+    once, so a busy spell of the machine falls on all of them alike."""
+    workers = {
+        name: subprocess.Popen(
+            [sys.executable, str(WORKER), *command, "--wait-go"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for name, command in commands.items()
+    }
+    for name, worker in workers.items():
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            for other in workers.values():
+                other.kill()
+            raise SystemExit(f"bench worker {name!r} failed before it was ready")
+    for worker in workers.values():
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    results: dict[str, dict[str, Any]] = {}
+    for name, worker in workers.items():
+        out, err = worker.communicate(timeout=RUN_TIMEOUT_S)
+        lines = out.strip().splitlines()
+        if worker.returncode != 0 or not lines:
+            sys.stderr.write(err[-4000:])
+            raise SystemExit(f"bench worker {name!r} failed with exit code {worker.returncode}")
+        results[name] = json.loads(lines[-1])
+    return results
+
+
 def wait_received(receiver: Any, count: int, timeout: float = 10.0) -> int:
     """Spans the receiver accepted, waiting up to ``timeout`` s for ``count`` of them."""
     deadline = time.monotonic() + timeout
@@ -606,9 +641,11 @@ def paired_run(args: argparse.Namespace, digests: set[str]) -> dict[str, Paired]
 def crowd_run(args: argparse.Namespace) -> many_calls.ManyCalls:
     """``args.sessions`` calls at once, untraced and traced, ``args.concurrent_rounds`` times."""
 
-    def run(traced: bool) -> dict[str, Any]:
-        options = ["--sessions", str(args.sessions)] + (["--traced"] if traced else [])
-        return run_worker(CONCURRENT, args.concurrent_turns, None, *options).data
+    def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        command = ["--config", CONCURRENT, "--turns", str(args.concurrent_turns)]
+        command += ["--sessions", str(args.sessions)]
+        results = run_side_by_side({"untraced": command, "traced": [*command, "--traced"]})
+        return results["untraced"], results["traced"]
 
     return many_calls.measure(
         run,

@@ -371,20 +371,21 @@ def call_id(index: int) -> str:
     return f"call-{index:03d}"
 
 
-async def concurrent_sessions(sessions: int, turns: int, traced: bool) -> dict[str, Any]:
+async def concurrent_sessions(sessions: int, turns: int, tracing: Tracing | None) -> dict[str, Any]:
     """``sessions`` scripted calls at once on one event loop (``asyncio.gather``).
 
     Traced: livekit-otel with spans, metrics (setup's meter provider, in-memory reader)
     and content capture, every call named by ``update_session(session_id=...)`` and its
     turns carrying that name, so a span or text that strays into another call's trace
     shows. Per turn: wall time from speech start to reply end, as each call sees it while
-    the others run. ``isolation`` counts what a correct tracer makes zero.
+    the others run. ``isolation`` counts what a correct tracer makes zero. ``tracing``
+    is what ``install`` set up for the traced run, ``None`` for the untraced one.
     """
     from livekit_otel_dev.scripted import ScriptedConversation
 
     from livekit_otel import update_session
 
-    tracing = install(VARIANTS_BY_NAME[FULL]) if traced else None
+    traced = tracing is not None
     turn_ms: list[list[float]] = [[] for _ in range(sessions)]
     digests: list[str] = [""] * sessions
 
@@ -467,6 +468,14 @@ def isolation(spans: Iterable[ReadableSpan], sessions: int) -> dict[str, int]:
     }
 
 
+def wait_for_go() -> None:
+    """Say ``ready`` on stdout, then wait for a line on stdin: runs set up at different
+    speeds start their measurement together."""
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.readline()
+
+
 def emit(data: dict[str, Any]) -> int:
     sys.stdout.write(json.dumps(data) + "\n")
     sys.stdout.flush()
@@ -483,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=None, help="paired: comma-separated variants")
     parser.add_argument("--sessions", type=int, default=50, help="concurrent: calls at once")
     parser.add_argument("--traced", action="store_true", help="concurrent: trace the calls")
+    parser.add_argument(
+        "--wait-go", action="store_true", help="print 'ready' once set up, start on a stdin line"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -493,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         variants = [VARIANTS_BY_NAME[name] for name in names]
         return emit(asyncio.run(paired_sessions(args.turns, variants)))
     if args.config == CONCURRENT:
-        return emit(asyncio.run(concurrent_sessions(args.sessions, args.turns, args.traced)))
+        crowd = install(VARIANTS_BY_NAME[FULL]) if args.traced else None
+        if args.wait_go:
+            wait_for_go()
+        return emit(asyncio.run(concurrent_sessions(args.sessions, args.turns, crowd)))
     result = Result(config=args.config, turns=args.turns)
     variant = VARIANTS_BY_NAME.get(args.config, VARIANTS_BY_NAME["off"])
     tracing = install(variant)
