@@ -84,6 +84,10 @@ class HotPath:
     total_ms: float
     profiled_ms: float
     """Everything the profile saw, per turn (LiveKit's and the dev kit's work too)."""
+    own_calls: float
+    """Calls of our functions per turn: a count the machine's load does not move."""
+    outside_calls: float
+    """Calls our code makes outside itself per turn (hand-backs excluded)."""
     functions: list[Row]
     callees: list[Row]
     modules: list[Row]
@@ -154,6 +158,8 @@ def analyse(path: str, turns: int) -> HotPath:
         turns=turns,
         total_ms=sum(graph.exclusive.values()) * per_turn,
         profiled_ms=profiled * per_turn,
+        own_calls=sum(stats[key][1] for key in graph.exclusive) / turns,
+        outside_calls=sum(calls for _, calls in graph.outside.values()) / turns,
         functions=_top(functions),
         callees=_top(callees),
         modules=_top(modules),
@@ -177,7 +183,9 @@ def render(hot: HotPath, top: int, title: str) -> list[str]:
         "",
         f"livekit-otel's own code: {hot.total_ms:.2f} ms per turn under cProfile, of "
         f"{hot.profiled_ms:.2f} ms per turn profiled in all ({hot.turns} turns; start and "
-        "close spread over them). Shares are of our code's total.",
+        "close spread over them). Shares are of our code's total. Calls per turn, which "
+        f"the machine's load does not move: {hot.own_calls:.0f} of our functions, "
+        f"{hot.outside_calls:.0f} from our code to outside functions.",
         "",
         f"Top {top} of our functions by cumulative own-code time (hand-backs to LiveKit excluded):",
         "",
