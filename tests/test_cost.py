@@ -223,12 +223,19 @@ def test_the_call_at_a_glance_adds_up_the_played_audio_and_lasts_no_longer_than_
     assert root["lk.call.longest_silence"] >= 0
 
 
-TRANSCRIPT_KEYS = ("langfuse.trace.metadata.call_transcript", "lk.call.transcript")
+def langfuse_call(root: dict[str, Any]) -> dict[str, Any]:
+    """The call at a glance as Langfuse trace metadata: ``{"call": {...}}``, or ``{}``."""
+    found = root.get("langfuse.trace.metadata")
+    return json.loads(found)["call"] if isinstance(found, str) else {}
 
 
 def transcript_of(root: dict[str, Any]) -> str | None:
     """The call's transcript: Langfuse trace metadata, or (no convention) ``lk.call.transcript``."""
-    found = [root[key] for key in TRANSCRIPT_KEYS if key in root]
+    found = [
+        text
+        for text in (langfuse_call(root).get("transcript"), root.get("lk.call.transcript"))
+        if text
+    ]
     assert len(found) <= 1
     return found[0] if found else None
 
@@ -242,14 +249,20 @@ def test_the_transcript_of_the_call_has_every_line_in_order(call: PricedCall) ->
     assert "agent: " in transcript
 
 
-def test_langfuse_gets_the_call_at_a_glance_as_trace_metadata(call: PricedCall) -> None:
+def test_langfuse_gets_the_call_at_a_glance_as_trace_metadata_but_its_costs(
+    call: PricedCall,
+) -> None:
     root = call.root
-    glance = {key: value for key, value in root.items() if key.startswith("lk.call.")}
-    glance.pop("lk.call.transcript.cut")
-    assert len(glance) >= 12
-    for key, value in glance.items():
-        name = key.removeprefix("lk.call.").replace(".", "_")
-        assert root[f"langfuse.trace.metadata.call_{name}"] == value
+    glance = {
+        key.removeprefix("lk.call.").replace(".", "_"): value
+        for key, value in root.items()
+        if key.startswith("lk.call.") and not key.startswith(("lk.call.cost.", "lk.call.trans"))
+    }
+    assert len(glance) >= 9
+    shown = langfuse_call(root)
+    # Langfuse sums the trace's cost from the observations' cost_details itself
+    assert {key: shown[key] for key in glance} == glance
+    assert not [key for key in shown if key.startswith("cost")]
 
 
 def test_with_no_convention_the_transcript_is_an_lk_attribute() -> None:
@@ -257,7 +270,7 @@ def test_with_no_convention_the_transcript_is_an_lk_attribute() -> None:
         asyncio.run(run_scripted_session(SCRIPT[:1]))
         root = attributes(tracing.tree().one("agent_session"))
     assert root["lk.call.transcript"].startswith(f"user: {SCRIPT[0].text}\nagent: ")
-    assert not [key for key in root if key.startswith("langfuse.trace.metadata.call_")]
+    assert "langfuse.trace.metadata" not in root
 
 
 # -- Langfuse -------------------------------------------------------------------------------
@@ -271,7 +284,7 @@ def test_stt_and_tts_are_langfuse_generations_without_chat_keys(call: PricedCall
             assert values["langfuse.observation.model.name"] == model
             assert not [key for key in values if key.startswith("gen_ai.")]
             cost = json.loads(values["langfuse.observation.cost_details"])
-            assert cost["total"] == values["lk.cost.total"]
+            assert cost == {"total": values["lk.cost.total"]}
 
 
 def test_stt_usage_goes_to_langfuse_as_whole_milliseconds(call: PricedCall) -> None:

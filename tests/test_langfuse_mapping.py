@@ -76,8 +76,8 @@ SPEECH = ("user_turn", "tts_node")
 
 
 def user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A trace's metadata without the call at a glance (``call_*``) that livekit-otel adds."""
-    return {key: value for key, value in metadata.items() if not key.startswith("call_")}
+    """A trace's metadata without the call at a glance (``call``) that livekit-otel adds."""
+    return {key: value for key, value in metadata.items() if key != "call"}
 
 
 SCRIPT = (UserTurn(GREETING), UserTurn(QUESTION, reply=WEATHER))

@@ -204,6 +204,7 @@ LANGFUSE_USER_ID: Final = "langfuse.user.id"
 LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
 LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
+LANGFUSE_TRACE_METADATA: Final = "langfuse.trace.metadata"  # one JSON object
 LANGFUSE_RELEASE: Final = "langfuse.release"
 LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
 LANGFUSE_OBSERVATION_TYPE: Final = "langfuse.observation.type"

@@ -279,8 +279,8 @@ class SessionRecorder:
         role = getattr(item, "role", None)
         turn = self.replies.turn_for(compat.current_speech())
         text = content.message_text(item)
-        self.spans.call.said("user" if role == "user" else "agent", text)
         if role == "user":
+            self.spans.call.said("user", text)
             if turn is not None:
                 turn.facts.user_text = text
             if self.first_user_text is None:

@@ -288,6 +288,7 @@ class Replies:
             self.spans.call.agent_turn(
                 facts.interrupted, latency, timeline.first_frame_at, facts.played_duration
             )
+            self.spans.call.said("agent", facts.spoken_text)  # what the caller heard
 
     def _end_with_audio(self, turn: AgentTurn) -> None:
         """End the turn's span, after its clip (cut where playback stopped) is stored."""

@@ -17,8 +17,6 @@ from ..facts import Cost, RealtimeUsage, SessionFacts, Usage
 from .keys import KIND_SPAN, Attributes, Keys
 from .livekit_keys import USAGE_PREFIX, split_usage, usd
 
-CALL_METADATA_PREFIX = attr.LANGFUSE_TRACE_METADATA_PREFIX + "call_"
-
 
 class LangfuseKeys(Keys):
     """Writes each fact under the key Langfuse reads for it."""
@@ -66,10 +64,11 @@ class LangfuseKeys(Keys):
         values[attr.LANGFUSE_MODEL_PARAMETERS] = parameters
 
     def cost(self, values: Attributes, cost: Cost) -> None:
-        # provided costs are authoritative in Langfuse: it prices nothing of this one itself
-        details = {_key(key): usd(amount) for key, amount in cost.details.items()}
-        details["total"] = usd(cost.total)
-        values[attr.LANGFUSE_COST_DETAILS] = json.dumps(details, separators=(",", ":"))
+        # provided costs are authoritative in Langfuse: it prices nothing of this one itself.
+        # The total only: a breakdown by usage key would weigh on every observation's
+        # metadata (Langfuse keeps the attribute there too)
+        total = {"total": usd(cost.total)}
+        values[attr.LANGFUSE_COST_DETAILS] = json.dumps(total, separators=(",", ":"))
 
     def speech_usage(self, values: Attributes, usage: Usage) -> None:
         values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_GENERATION
@@ -79,11 +78,23 @@ class LangfuseKeys(Keys):
         values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(counts, separators=(",", ":"))
 
     def call(self, values: Attributes, glance: Attributes) -> None:
-        for key, value in glance.items():
-            values[CALL_METADATA_PREFIX + key.removeprefix("lk.call.").replace(".", "_")] = value
+        # one JSON object under the trace's metadata ({"call": {...}}): Langfuse merges it
+        # with the user's langfuse.trace.metadata.<key> attributes. The costs are left out:
+        # Langfuse sums the trace's cost from its observations' cost_details itself
+        call = {
+            key.removeprefix("lk.call.").replace(".", "_"): value
+            for key, value in glance.items()
+            if not key.startswith(attr.LK_CALL_COST_PREFIX)
+        }
+        values[attr.LANGFUSE_TRACE_METADATA] = json.dumps({"call": call}, separators=(",", ":"))
 
     def transcript(self, values: Attributes, text: str) -> None:
-        values[CALL_METADATA_PREFIX + "transcript"] = text
+        found = values.get(attr.LANGFUSE_TRACE_METADATA)
+        metadata = json.loads(found) if isinstance(found, str) else {"call": {}}
+        metadata.setdefault("call", {})["transcript"] = text
+        values[attr.LANGFUSE_TRACE_METADATA] = json.dumps(
+            metadata, ensure_ascii=False, separators=(",", ":")
+        )
 
     def tool_io(self, values: Attributes, arguments: str, result: str) -> None:
         values[attr.LANGFUSE_OBSERVATION_INPUT] = arguments
