@@ -476,3 +476,25 @@ async def test_inline_audio_is_a_data_uri_a_langfuse_server_can_extract(
     assert value.startswith("data:audio/ogg;base64,")
     clip = decode(base64.b64decode(value.removeprefix("data:audio/ogg;base64,")))
     assert clip.duration == pytest.approx(TONE_LEAD + TURNS[0].speech_duration, abs=TOLERANCE)
+
+
+async def test_the_job_shutdown_flush_waits_for_audio_work_within_its_bound() -> None:
+    import threading
+    import time
+
+    from livekit_otel.recording.registry import wait_for_audio
+
+    loop = asyncio.get_running_loop()
+    worker = runtime.shared_worker()
+    assert worker.drain(10.0)
+    worker.submit(time.sleep, 0.3)  # audio work that finishes in time
+    started = loop.time()
+    await wait_for_audio(started + 2.0)
+    assert 0.25 <= loop.time() - started < 1.5 and worker.idle()
+    release = threading.Event()
+    worker.submit(release.wait, 10.0)  # audio work that does not
+    started = loop.time()
+    await wait_for_audio(started + 0.5)
+    assert 0.45 <= loop.time() - started < 1.5 and not worker.idle()
+    release.set()
+    assert worker.drain(10.0)
