@@ -224,9 +224,15 @@ def test_the_call_at_a_glance_adds_up_the_played_audio_and_lasts_no_longer_than_
 
 
 def langfuse_call(root: dict[str, Any]) -> dict[str, Any]:
-    """The call at a glance as Langfuse trace metadata: ``{"call": {...}}``, or ``{}``."""
+    """The call at a glance as Langfuse trace metadata: ``{"call": {...}}`` (one JSON object,
+    or one ``call_<name>`` key each when the size limit is smaller), and its transcript."""
     found = root.get("langfuse.trace.metadata")
-    return json.loads(found)["call"] if isinstance(found, str) else {}
+    call: dict[str, Any] = json.loads(found)["call"] if isinstance(found, str) else {}
+    prefix = "langfuse.trace.metadata.call_"
+    call.update(
+        {key[len(prefix) :]: value for key, value in root.items() if key.startswith(prefix)}
+    )
+    return call
 
 
 def transcript_of(root: dict[str, Any]) -> str | None:
@@ -270,7 +276,7 @@ def test_with_no_convention_the_transcript_is_an_lk_attribute() -> None:
         asyncio.run(run_scripted_session(SCRIPT[:1]))
         root = attributes(tracing.tree().one("agent_session"))
     assert root["lk.call.transcript"].startswith(f"user: {SCRIPT[0].text}\nagent: ")
-    assert "langfuse.trace.metadata" not in root
+    assert not [key for key in root if key.startswith("langfuse.trace.metadata")]
 
 
 # -- Langfuse -------------------------------------------------------------------------------

@@ -76,8 +76,12 @@ SPEECH = ("user_turn", "tts_node")
 
 
 def user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A trace's metadata without the call at a glance (``call``) that livekit-otel adds."""
-    return {key: value for key, value in metadata.items() if key != "call"}
+    """A trace's metadata without the call at a glance (``call``, ``call_*``) livekit-otel adds."""
+    return {
+        key: value
+        for key, value in metadata.items()
+        if key != "call" and not key.startswith("call_")
+    }
 
 
 SCRIPT = (UserTurn(GREETING), UserTurn(QUESTION, reply=WEATHER))

@@ -17,6 +17,8 @@ from ..facts import Cost, RealtimeUsage, SessionFacts, Usage
 from .keys import KIND_SPAN, Attributes, Keys
 from .livekit_keys import USAGE_PREFIX, split_usage, usd
 
+CALL_METADATA_PREFIX = attr.LANGFUSE_TRACE_METADATA_PREFIX + "call_"
+
 
 class LangfuseKeys(Keys):
     """Writes each fact under the key Langfuse reads for it."""
@@ -28,6 +30,7 @@ class LangfuseKeys(Keys):
         self.trace_name = options.trace_name if options.trace_per == "session" else None
         # OpenInference's kinds would type a span Langfuse otherwise types as a plain span
         self.declare_spans = "openinference" in options.conventions
+        self.max_length = options.max_attribute_length
 
     def session(self, values: Attributes, facts: SessionFacts) -> None:
         if self.trace_name is not None:
@@ -78,23 +81,25 @@ class LangfuseKeys(Keys):
         values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(counts, separators=(",", ":"))
 
     def call(self, values: Attributes, glance: Attributes) -> None:
-        # one JSON object under the trace's metadata ({"call": {...}}): Langfuse merges it
-        # with the user's langfuse.trace.metadata.<key> attributes. The costs are left out:
-        # Langfuse sums the trace's cost from its observations' cost_details itself
+        # the costs are left out: Langfuse sums the trace's cost from its observations'
+        # cost_details itself
         call = {
             key.removeprefix("lk.call.").replace(".", "_"): value
             for key, value in glance.items()
             if not key.startswith(attr.LK_CALL_COST_PREFIX)
         }
-        values[attr.LANGFUSE_TRACE_METADATA] = json.dumps({"call": call}, separators=(",", ":"))
+        # one JSON object ({"call": {...}}, which Langfuse merges with the user's
+        # langfuse.trace.metadata.<key> attributes) weighs least; a key each when the size
+        # limit is smaller than that object
+        encoded = json.dumps({"call": call}, separators=(",", ":"))
+        if len(encoded) <= self.max_length:
+            values[attr.LANGFUSE_TRACE_METADATA] = encoded
+            return
+        for name, value in call.items():
+            values[CALL_METADATA_PREFIX + name] = value
 
     def transcript(self, values: Attributes, text: str) -> None:
-        found = values.get(attr.LANGFUSE_TRACE_METADATA)
-        metadata = json.loads(found) if isinstance(found, str) else {"call": {}}
-        metadata.setdefault("call", {})["transcript"] = text
-        values[attr.LANGFUSE_TRACE_METADATA] = json.dumps(
-            metadata, ensure_ascii=False, separators=(",", ":")
-        )
+        values[CALL_METADATA_PREFIX + "transcript"] = text
 
     def tool_io(self, values: Attributes, arguments: str, result: str) -> None:
         values[attr.LANGFUSE_OBSERVATION_INPUT] = arguments
