@@ -123,12 +123,14 @@ def realtime_call() -> Iterator[DemoCall]:
 
 # -- the metadata's weight ----------------------------------------------------------------
 REALTIME_METRICS_WHOLE = pytest.mark.xfail(
-    reason="2.4x on livekit-agents 1.8, 2.1x on 1.3.6: LiveKit's RealtimeModelMetrics, "
+    reason="2.3x on livekit-agents 1.8, about 2.0x on 1.3.6: LiveKit's RealtimeModelMetrics, "
     "which the contract copies whole as lk.realtime.* (zeros, the model and provider the "
     "span names, and on 1.8 the connection's fields on every response), and the cost "
     "keys the contract asks twice (lk.cost.*, Langfuse's cost details) outweigh a "
     "realtime response's text (docs/spans.md, Known gaps)",
-    strict=True,
+    # strict where the connection's fields ride on every response (1.8): well over 2 there;
+    # on 1.3.6 it sits at the budget (1.99 to 2.08 from run to run)
+    strict="session_duration" in RealtimeModelMetrics.model_fields,
 )
 
 
