@@ -100,7 +100,8 @@ class UserTurn:
     """Speak a sine of this many Hz for `speech_duration` seconds (after `TONE_LEAD`
     seconds of silence), frame by frame through the audio input, so the audio the agent
     received is known: START_OF_SPEECH comes after the silence, END_OF_SPEECH after the
-    tone. `None`: a few silent frames, as before."""
+    tone; with a timeline, `user.tone_start` stamps when LiveKit took its first frame.
+    `None`: a few silent frames, as before."""
 
 
 @dataclass
@@ -370,7 +371,11 @@ class ScriptedConversation:
         await self.vad.emit_event(VADEventType.INFERENCE_DONE, speech_duration=turn.speech_duration)
         await self._wait(speaking, "user start of speech")
         if turn.tone is not None:
-            at = await self._push_audio(tone_frames(turn.tone, turn.speech_duration))
+            tone = tone_frames(turn.tone, turn.speech_duration)
+            self.audio_input.watch(tone[0])
+            pushed = await self._push_audio(tone)
+            # when LiveKit took the tone's first frame: the moment the agent received it
+            at = self.audio_input.taken_at(tone[0]) or pushed
             if self.timeline is not None:
                 self.timeline.stamp(
                     "user.tone_start", at=at, speech_id=None, turn=index, frequency=turn.tone

@@ -71,6 +71,15 @@ class ScriptedAudioInput(io.AudioInput):
         self._queue: asyncio.Queue[rtc.AudioFrame | None] = asyncio.Queue()
         self._closed = False
         self._waiting = False
+        self._watched: dict[int, float | None] = {}
+
+    def watch(self, frame: rtc.AudioFrame) -> None:
+        """Note when LiveKit takes this frame (see `taken_at`)."""
+        self._watched[id(frame)] = None
+
+    def taken_at(self, frame: rtc.AudioFrame) -> float | None:
+        """`time.time()` when LiveKit took a watched frame (the agent received it then)."""
+        return self._watched.pop(id(frame), None)
 
     def push_frame(self, frame: rtc.AudioFrame) -> None:
         """Queue one frame for LiveKit to read."""
@@ -94,6 +103,8 @@ class ScriptedAudioInput(io.AudioInput):
         self._waiting = False
         if frame is None:
             raise StopAsyncIteration
+        if id(frame) in self._watched:
+            self._watched[id(frame)] = time.time()
         return frame
 
 
