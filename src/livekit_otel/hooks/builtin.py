@@ -8,6 +8,8 @@ would otherwise reach the user's exporter, and restores the previous one at
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -67,6 +69,7 @@ class _PassThroughTracer(trace.Tracer):
         except Exception:  # a broken span of someone else's must not break LiveKit
             return trace.INVALID_SPAN
 
+    @contextmanager
     def start_as_current_span(  # type: ignore[override]
         self,
         name: str,
@@ -78,25 +81,13 @@ class _PassThroughTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
-    ) -> _Current:
-        return _Current(self.start_span(name, context))
-
-
-class _Current:
-    """Makes a non-recording span current for a ``with`` block (cheaper than a generator)."""
-
-    __slots__ = ("span", "token")
-
-    def __init__(self, span: trace.Span) -> None:
-        self.span = span
-        self.token: object = None
-
-    def __enter__(self) -> trace.Span:
-        self.token = otel_context.attach(trace.set_span_in_context(self.span))
-        return self.span
-
-    def __exit__(self, *exc_info: object) -> None:
-        otel_context.detach(self.token)  # type: ignore[arg-type]
+    ) -> Iterator[trace.Span]:
+        span = self.start_span(name, context)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            yield span
+        finally:
+            otel_context.detach(token)
 
 
 class PassThroughTracerProvider(trace.NoOpTracerProvider):

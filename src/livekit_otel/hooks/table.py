@@ -4,7 +4,7 @@ without the hook loses. The instrumentor wraps and unwraps exactly this table.""
 from __future__ import annotations
 
 from .. import compat
-from . import audio, replies, session, streams, user_turns
+from . import audio, inference, replies, session, streams, user_turns
 from .guard import Hook
 
 _SESSION = compat.MODULE_SESSION
@@ -77,21 +77,21 @@ HOOKS: tuple[Hook, ...] = (
         "perform_llm_inference",
         "llm_node spans",
         "llm_node spans, their prompt, output and usage",
-        replies.llm_inference,
+        inference.llm_inference,
     ),
     Hook(
         _ACTIVITY,
         "perform_tts_inference",
         "tts_node spans",
         "tts_node spans and the tts part of latency",
-        replies.tts_inference,
+        inference.tts_inference,
     ),
     Hook(
         _ACTIVITY,
         "perform_tool_executions",
         "function_tool spans",
         "function_tool spans and the tools part of latency",
-        replies.tool_executions,
+        inference.tool_executions,
     ),
     Hook(
         _ACTIVITY,

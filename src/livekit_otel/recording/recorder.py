@@ -90,6 +90,7 @@ class SessionRecorder:
         self.user_turns = UserTurns(self._write_user_turn)
         self.user_turns.hold_unowned = self.spans.trace_per_turn
         self.replies = Replies(self.spans, options, session, self.user_turns, instruments, protect)
+        self.nodes = self.replies.nodes
         self.user_turns.late_stt = self._write_late_stt
         self.vad = MetricsAggregate("vad")
         self.connection = MetricsAggregate("realtime")
@@ -319,7 +320,7 @@ class SessionRecorder:
         if kind == "llm" or kind == "tts":
             for key, field in _USAGE_FIELDS[kind]:
                 self._count(key, getattr(metrics, field, 0))
-            self.replies.node_metrics(kind, metrics)
+            self.nodes.node_metrics(kind, metrics)
             if kind == "tts":
                 self._record_usage("tts", getattr(metrics, "characters_count", 0))
         elif kind == "eou":
