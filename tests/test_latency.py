@@ -1,10 +1,15 @@
 """Measured latency: what the caller waits for, with known truth from the script's own clock.
 
-Scripted components with fixed delays (silence after speech, endpointing, the agent's hook,
+Scripted components with set delays (silence after speech, endpointing, the agent's hook,
 LLM time to first token, TTS time to first byte, tool time, playout) run a real audio
-session. The expected perceived latency and its parts come from the kit's timeline (the
-moments the scripted components themselves stamped), never from livekit-otel; each
-``agent_turn`` must carry them within 20 ms, and its parts must add up to its total.
+session. The truth is what the script's own clock recorded as it played (the kit's
+timeline), never livekit-otel and never the settings: on a busy machine every scripted
+sleep and every step of LiveKit's runs late, and the recorded moments move with them.
+
+Each ``agent_turn``'s six moments (placed on the script's clock from its first frame,
+which the kit's audio output stamps as livekit-otel sees it handed over) must lie in the
+windows the stamps give them (`ExpectedLatency.windows`), each part must hold the scripted
+work recorded inside it (`ExpectedLatency.steps`), and the parts must add up to the total.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import pytest
 from livekit_otel_dev.scripted import (
     LATENCY_PARTS,
+    MOMENTS,
     ExpectedLatency,
     ScriptedAgent,
     ScriptedConversation,
@@ -33,6 +39,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from support.tracing import SpanTree, Tracing, attributes
 
 TOLERANCE = 0.020
+"""Between a moment the script stamps and the same moment read by livekit-otel there are a
+few lines of code (microseconds); 20 ms allows the process to be descheduled once in
+between on a busy machine."""
+CLOCK = 0.001
+"""A scripted sleep never ends early; its stamps are `time.time()`, which may read up to a
+millisecond behind the event loop's monotonic clock."""
 SILENCE, HOOK, TTFT, TTFB, PLAYOUT, TOOL = 0.10, 0.03, 0.04, 0.06, 0.02, 0.10
 WEATHER = ToolCall("lookup_weather", {"location": "Oslo"})
 STORY = "Once upon a time there was a scripted kit. " * 6
@@ -91,14 +103,45 @@ async def measure(
     return Measured(run, tracing.tree())
 
 
+def moments(measured: dict[str, Any], expected: ExpectedLatency) -> dict[str, float]:
+    """livekit-otel's six moments on the script's clock, counted back from the first frame."""
+    part = {name: measured[f"lk.turn.latency.{name}"] for name in LATENCY_PARTS}
+    gaps = [
+        part["end_of_turn"],
+        part["on_user_turn_completed"],
+        part["llm"] + part["tools"],
+        part["tts"],
+        part["playout"],
+    ]
+    at = [expected.first_frame_at]
+    for gap in reversed(gaps):
+        at.insert(0, at[0] - gap)
+    return dict(zip(MOMENTS, at, strict=True))
+
+
 def assert_matches_truth(measured: dict[str, Any], expected: ExpectedLatency) -> None:
-    assert measured["lk.turn.perceived_latency"] == pytest.approx(
-        expected.perceived_latency, abs=TOLERANCE
+    """Each moment in its window on the script's clock; the tools as long as they ran, give
+    or take LiveKit's steps around them."""
+    for name, at in moments(measured, expected).items():
+        window = expected.windows[name]
+        assert window.holds(at, TOLERANCE), (
+            f"{name} at {at - expected.speech_ended_at:.4f} s after the end of speech, "
+            f"window {window.earliest - expected.speech_ended_at:.4f} .. "
+            f"{window.latest - expected.speech_ended_at:.4f} s"
+        )
+    # LiveKit's tool callbacks sit outside the scripted tool's sleep, inside the gap between
+    # the tool calls and the next LLM request
+    tools = measured["lk.turn.latency.tools"]
+    assert expected.tools - TOLERANCE <= tools <= expected.tools_at_most + TOLERANCE, (
+        f"tools {tools:.4f} s, the script ran them {expected.tools:.4f} s "
+        f"within {expected.tools_at_most:.4f} s"
     )
-    for part in LATENCY_PARTS:
-        assert measured[f"lk.turn.latency.{part}"] == pytest.approx(
-            getattr(expected, part), abs=TOLERANCE
-        ), part
+
+
+def assert_holds_the_steps(measured: dict[str, Any], expected: ExpectedLatency) -> None:
+    """Each part holds the scripted work recorded inside it (LiveKit's steps only add)."""
+    for part, step in expected.steps.items():
+        assert measured[f"lk.turn.latency.{part}"] >= step - TOLERANCE, (part, step)
 
 
 def assert_adds_up(measured: dict[str, Any]) -> None:
@@ -120,13 +163,13 @@ async def test_a_plain_turn_is_measured_from_the_end_of_speech_to_the_first_fram
     assert_adds_up(done.measured())
 
 
-async def test_a_plain_turns_parts_are_the_scripts_settings(tracing: Tracing) -> None:
+async def test_a_plain_turns_parts_hold_the_scripts_own_steps(tracing: Tracing) -> None:
     done = await measure(
         tracing,
         [UserTurn("hello there", silence_duration=SILENCE)],
         agent=ScriptedAgent(hook_delay=HOOK, playout_delay=PLAYOUT),
     )
-    measured = done.measured()
+    expected = done.expected()
     for part, setting in (
         ("end_of_turn", SILENCE),
         ("on_user_turn_completed", HOOK),
@@ -134,8 +177,9 @@ async def test_a_plain_turns_parts_are_the_scripts_settings(tracing: Tracing) ->
         ("tools", 0.0),
         ("tts", TTFB),
         ("playout", PLAYOUT),
-    ):
-        assert measured[f"lk.turn.latency.{part}"] == pytest.approx(setting, abs=TOLERANCE), part
+    ):  # the script waited at least as set (longer on a busy machine)
+        assert expected.steps[part] >= setting - CLOCK, part
+    assert_holds_the_steps(done.measured(), expected)
 
 
 async def test_a_tool_turn_puts_the_tool_on_the_path(tracing: Tracing) -> None:
@@ -145,18 +189,24 @@ async def test_a_tool_turn_puts_the_tool_on_the_path(tracing: Tracing) -> None:
         agent=ScriptedAgent(hook_delay=HOOK, tool_delays={"lookup_weather": TOOL}),
         llm_options={"tool_ttft": 0.05},
     )
-    measured = done.measured()
-    assert_matches_truth(measured, done.expected())
-    assert measured["lk.turn.latency.tools"] == pytest.approx(TOOL, abs=TOLERANCE)
+    measured, expected = done.measured(), done.expected()
+    assert_matches_truth(measured, expected)
+    assert expected.steps["tools"] >= TOOL - CLOCK
+    assert_holds_the_steps(measured, expected)
     assert_adds_up(measured)
 
 
 async def test_a_slow_first_sentence_counts_as_llm_time_not_tts_time(tracing: Tracing) -> None:
     reply = TimedReply("".join(LONG_PIECES), chunks=LONG_PIECES, chunk_delay=0.04)
     done = await measure(tracing, [UserTurn("a question", silence_duration=0.05, reply=reply)])
-    measured = done.measured()
-    assert_matches_truth(measured, done.expected())
-    assert measured["lk.turn.latency.tts"] == pytest.approx(TTFB, abs=TOLERANCE)
+    measured, expected = done.measured(), done.expected()
+    assert_matches_truth(measured, expected)
+    # the first sentence was whole only once the last piece came: all of it is llm time
+    assert done.run.timeline is not None
+    (request,) = done.run.timeline.of("llm.request", expected.speech_id)
+    (ended,) = done.run.timeline.of("llm.end", expected.speech_id)
+    assert measured["lk.turn.latency.llm"] >= ended.time - request.time - TOLERANCE
+    assert measured["lk.turn.latency.tts"] == pytest.approx(expected.steps["tts"], abs=TOLERANCE)
 
 
 async def test_a_streaming_tts_gets_the_first_llm_text_at_once(tracing: Tracing) -> None:
@@ -195,9 +245,12 @@ async def test_preemptive_work_before_the_commit_does_not_count(tracing: Tracing
         endpointing_delay=0.2,
         preemptive_generation=True,
     )
-    measured = done.measured()
-    assert_matches_truth(measured, done.expected())
-    assert measured["lk.turn.latency.llm"] < TOLERANCE
+    expected = done.expected()
+    assert done.run.timeline is not None
+    (first_chunk,) = done.run.timeline.of("llm.first_chunk", expected.speech_id)
+    assert first_chunk.time < expected.committed_at  # the LLM answered before the commit
+    assert expected.steps["llm"] == 0.0  # and was not asked again after the hook
+    assert_matches_truth(done.measured(), expected)
 
 
 async def test_a_discarded_preemptive_attempt_has_no_perceived_latency(tracing: Tracing) -> None:

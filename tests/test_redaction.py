@@ -88,10 +88,10 @@ def test_a_long_transcript_is_redacted_quickly() -> None:
         "one two three four; write to me at someone@example.com. "
     ) * 100  # about 14,000 characters, near the default attribute limit
 
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine's other work does not count
     for _ in range(10):
         redacted = redact_pii(text)
-    per_call = (time.perf_counter() - started) / 10
+    per_call = (time.thread_time() - started) / 10
 
     assert redacted.count("[phone]") == 200
     assert redacted.count("[email]") == 100
@@ -103,7 +103,7 @@ def test_a_long_transcript_is_redacted_quickly() -> None:
 def test_long_runs_of_number_like_text_take_linear_time(unit: str) -> None:
     text = unit * 4000
 
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine's other work does not count
     redact_pii(text)
 
-    assert time.perf_counter() - started < 0.2
+    assert time.thread_time() - started < 0.2

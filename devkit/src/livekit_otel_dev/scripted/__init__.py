@@ -88,9 +88,11 @@ from .models import (
 )
 from .timeline import (
     LATENCY_PARTS,
+    MOMENTS,
     ExpectedLatency,
     ScriptTimeline,
     Stamp,
+    Window,
     current_speech_id,
     expected_latencies,
     expected_latency,
@@ -100,6 +102,7 @@ from .tools import ScriptedAgent, book_table, handoff_tool, lookup_weather, time
 
 __all__ = [
     "LATENCY_PARTS",
+    "MOMENTS",
     "ExpectedLatency",
     "PlayedSegment",
     "Reply",
@@ -119,6 +122,7 @@ __all__ = [
     "TimedReply",
     "ToolCall",
     "UserTurn",
+    "Window",
     "book_table",
     "current_speech_id",
     "default_reply",

@@ -413,7 +413,14 @@ class ScriptedConversation:
                 speech_duration=turn.speech_duration,
                 silence_duration=turn.silence_duration,
             )
-        await self._wait(listening, "user end of speech")
+        heard = await self._wait(listening, "user end of speech")
+        if real and index is not None and self.timeline is not None:
+            self.timeline.stamp(
+                "livekit.speech_end_heard",
+                at=float(getattr(heard, "created_at", None) or time.time()),
+                speech_id=None,
+                turn=index,
+            )
 
     async def _until_captured(self, hold: SegmentHold, done: Awaitable[Any]) -> bool:
         """Wait until the held reply's audio is all captured, or the reply ended first."""

@@ -13,6 +13,10 @@ Stamps (all `time.time()`; `data` in brackets):
   speech sent: the TRUE end of the user's speech [turn, text].
 - `vad.start_of_speech` / `vad.inference_done` / `vad.end_of_speech` (`ScriptedVAD`):
   any VAD event sent [its durations].
+- `livekit.speech_end_heard` (driver, real-time silence only): LiveKit handled that
+  END_OF_SPEECH, at its `user_state_changed` (listening) event's `created_at`; LiveKit
+  (and livekit-otel) date the end of speech there, as `now - silence_duration`, so the lag
+  from `vad.end_of_speech` makes that date late by as much [turn].
 - `stt.final` (driver): the final transcript sent [turn, text].
 - `livekit.eou` (driver): LiveKit's `EOUMetrics` for the turn, at its `timestamp`;
   `speech_id` is the reply [turn, LiveKit's delays].
@@ -48,6 +52,15 @@ the first audio frame handed to the output:
     tools = |union(tool.start..tool.end of the reply) ∩ [p2, p3]|, llm = p3-p2-tools,
     tts = p4-p3, playout = p5-p4, total = p5-p0
 
+Each reply also gets, from the same stamps, the scripted work inside each part
+(`ExpectedLatency.steps`: the silence, transcript or LiveKit endpointing wait, the hook's
+sleep, the LLM's times to first token, the tools, the TTS first byte, the playout sleep,
+as they actually took, so late on a busy machine, each as far as it lies within its part:
+work done before the commit counts nowhere) and, for each of
+the contract's six moments, the window in which an observer hooked into LiveKit must see
+it (`ExpectedLatency.windows`, see `MOMENTS`). A test compares livekit-otel with these,
+never with the settings: on a busy machine the script itself runs late.
+
 The cumulative max means work done before the commit (preemptive generation) costs
 nothing: only the wait left after the hook counts. Without hook stamps (an agent that
 is not a `ScriptedAgent`) the hook is taken from LiveKit's `EOUMetrics`
@@ -76,9 +89,11 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "LATENCY_PARTS",
+    "MOMENTS",
     "ExpectedLatency",
     "ScriptTimeline",
     "Stamp",
+    "Window",
     "current_speech_id",
     "expected_latencies",
     "expected_latency",
@@ -87,6 +102,17 @@ __all__ = [
 
 LATENCY_PARTS = ("end_of_turn", "on_user_turn_completed", "llm", "tools", "tts", "playout")
 """The contract's parts of the perceived latency, in timeline order."""
+
+MOMENTS = (
+    "end_of_speech",
+    "commit",
+    "hook_returned",
+    "text_sent",
+    "first_audio",
+    "first_frame",
+)
+"""The contract's six moments; the parts lie between consecutive ones (`tools` inside the
+`hook_returned` .. `text_sent` interval, taken out of `llm`)."""
 
 _speech_var: contextvars.ContextVar[Any] | None = None
 _speech_var_loaded = False
@@ -139,6 +165,23 @@ class Stamp(NamedTuple):
 
 
 _AUTO: Any = object()
+
+
+class Window(NamedTuple):
+    """Where on the script's clock a moment observed inside LiveKit must lie.
+
+    `earliest` is the last stamp that must come before it, `latest` the first that must
+    come after it (or that it is read right before). On an idle machine the two are a few
+    milliseconds apart; on a busy one LiveKit's own steps between them take longer, and
+    the window widens with them.
+    """
+
+    earliest: float
+    latest: float
+
+    def holds(self, at: float, tolerance: float) -> bool:
+        """Whether `at` lies in the window, give or take `tolerance` seconds."""
+        return self.earliest - tolerance <= at <= self.latest + tolerance
 
 
 class ScriptTimeline:
@@ -228,6 +271,14 @@ class ExpectedLatency:
     """Seconds of the reply's audio played (the output's playback positions, summed)."""
     interrupted: bool
     tool_intervals: tuple[tuple[float, float], ...] = field(default=())
+    steps: dict[str, float] = field(default_factory=dict)
+    """Per part, the scripted work recorded inside it, in seconds (see the module)."""
+    windows: dict[str, Window] = field(default_factory=dict)
+    """Per moment of `MOMENTS`, where an observer hooked into LiveKit sees it."""
+    tools_at_most: float = 0.0
+    """The most tool time an observer hooked into LiveKit can see: from each tool-calling
+    LLM step's tool calls to the reply's next LLM request (where LiveKit runs the tools),
+    within the part's interval. At least `tools`."""
 
     @property
     def parts(self) -> dict[str, float]:
@@ -265,6 +316,56 @@ def _hook(timeline: ScriptTimeline, lo: float, eou: Stamp) -> tuple[float, float
             return start.time, ends[0].time
     delay = float(eou.data.get("on_user_turn_completed_delay") or 0.0)
     return eou.time - delay, eou.time
+
+
+def _first_after(timeline: ScriptTimeline, name: str, after: float) -> Stamp | None:
+    found = [s for s in timeline.of(name) if s.time >= after]
+    return min(found, key=lambda s: s.time) if found else None
+
+
+def _of_turn(timeline: ScriptTimeline, name: str, turn: Any) -> Stamp | None:
+    found = [s for s in timeline.of(name) if s.data.get("turn") == turn]
+    return found[-1] if found else None
+
+
+def _overlap(start: float, end: float, lo: float, hi: float) -> float:
+    """How much of `start`..`end` lies within `lo`..`hi`."""
+    return max(0.0, min(end, hi) - max(start, lo))
+
+
+def _llm_waits(timeline: ScriptTimeline, speech_id: str, lo: float, hi: float) -> float:
+    """The reply's LLM requests' times to first chunk, as far as they lie within lo..hi."""
+    firsts = {s.data.get("request_id"): s.time for s in timeline.of("llm.first_chunk", speech_id)}
+    return sum(
+        _overlap(s.time, firsts[s.data.get("request_id")], lo, hi)
+        for s in timeline.of("llm.request", speech_id)
+        if s.data.get("request_id") in firsts
+    )
+
+
+def _tool_room(timeline: ScriptTimeline, speech_id: str, lo: float, hi: float) -> float:
+    """From each tool-calling step's first chunk to the reply's next LLM request, in lo..hi."""
+    requests = sorted(s.time for s in timeline.of("llm.request", speech_id))
+    calls = [
+        s.time for s in timeline.of("llm.first_chunk", speech_id) if s.data.get("kind") == "tools"
+    ]
+    spans = [(t, next((r for r in requests if r >= t), hi)) for t in calls]
+    return _union_within(spans, lo, hi)
+
+
+def _between(start: Stamp | None, end: Stamp | None, lo: float, hi: float) -> float:
+    """How much of the wait from `start` to `end` (0 without both) lies within lo..hi."""
+    return _overlap(start.time, end.time, lo, hi) if start is not None and end is not None else 0.0
+
+
+def _windows(raw: list[tuple[float, float]]) -> dict[str, Window]:
+    """The moments' windows, each no earlier than the one before (as the parts are)."""
+    windows: dict[str, Window] = {}
+    low = high = float("-inf")
+    for name, (earliest, latest) in zip(MOMENTS, raw, strict=True):
+        low, high = max(low, earliest), max(high, latest, earliest)
+        windows[name] = Window(low, high)
+    return windows
 
 
 def expected_latency(timeline: ScriptTimeline, speech_id: str) -> ExpectedLatency | None:
@@ -309,6 +410,36 @@ def expected_latencies(timeline: ScriptTimeline) -> list[ExpectedLatency]:
         intervals = _tool_intervals(timeline, sid)
         tools = _union_within(intervals, p2, p3)
         segments = timeline.of("output.segment_end", sid)
+        eos = _first_after(timeline, "vad.end_of_speech", p0)
+        eos_at = eos.time if eos is not None else p0
+        heard = _of_turn(timeline, "livekit.speech_end_heard", turn)
+        lag = max(0.0, heard.time - eos_at) if heard is not None else 0.0
+        final = _of_turn(timeline, "stt.final", turn)
+        node_frame = timeline.first("tts_node.first_frame", sid)
+        steps = {
+            "end_of_turn": max(
+                eos_at - p0,
+                final.time - p0 if final is not None else 0.0,
+                float(eou.data.get("end_of_utterance_delay") or 0.0),
+            ),
+            "on_user_turn_completed": _overlap(hook_start, hook_end, p1, p2),
+            "llm": _llm_waits(timeline, sid, p2, p3),
+            "tools": tools,
+            "tts": _between(text, audio, p3, p4),
+            "playout": _between(
+                timeline.first("playout.start", sid), timeline.first("playout.end", sid), p4, p5
+            ),
+        }
+        windows = _windows(
+            [
+                (p0, p0 + lag),
+                (min(eos_at, p1), p1),
+                (p2, max(p2, eou.time)),
+                (p3, p3),
+                (p4, node_frame.time if node_frame is not None else p5),
+                (p5, p5),
+            ]
+        )
         results.append(
             ExpectedLatency(
                 speech_id=sid,
@@ -330,6 +461,9 @@ def expected_latencies(timeline: ScriptTimeline) -> list[ExpectedLatency]:
                 played_duration=sum(float(s.data.get("played", 0.0)) for s in segments),
                 interrupted=any(bool(s.data.get("interrupted")) for s in segments),
                 tool_intervals=tuple(intervals),
+                steps=steps,
+                windows=windows,
+                tools_at_most=max(tools, _tool_room(timeline, sid, p2, p3)),
             )
         )
     return results
