@@ -28,6 +28,9 @@ from livekit_otel.setup.exporters import meter_provider_without_exemplars
 from support.tracing import SpanTree, find_texts, input_of, instrumented
 
 SESSIONS = 50
+TURN_TIMEOUT_S = 60.0
+"""A hang guard, not a measurement: fifty sessions share one event loop, and on a busy
+machine one of them waited more than the kit's default 10 s for a reply."""
 TURNS = 4
 HISTORY_KEYS = ("type", "role", "content", "name", "arguments", "output", "is_error")
 """What a history item says, without its ids and times."""
@@ -77,7 +80,9 @@ async def run_sessions() -> list[list[list[Any]]]:
         def name_it(session: Any) -> None:
             update_session(session, session_id=session_id(index))
 
-        run = await run_scripted_session(script(index), mode="audio", on_session=name_it)
+        run = await run_scripted_session(
+            script(index), mode="audio", on_session=name_it, turn_timeout=TURN_TIMEOUT_S
+        )
         return stable(run.history)
 
     return list(await asyncio.gather(*(one(index) for index in range(SESSIONS))))

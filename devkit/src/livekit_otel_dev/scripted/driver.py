@@ -557,6 +557,7 @@ async def run_scripted_session(
     endpointing_delay: float | None = None,
     llm_options: Mapping[str, Any] | None = None,
     real_time_audio: bool = False,
+    turn_timeout: float = 10.0,
 ) -> ScriptedRun:
     """Run a whole scripted conversation on a real `AgentSession` and close it.
 
@@ -566,7 +567,8 @@ async def run_scripted_session(
     `scripted_session_options()`. `timeline`, `real_silence`, `endpointing_delay` and
     `llm_options` are as for `ScriptedConversation` (opt-in, for latency tests with
     known truth). `real_time_audio` pushes the user's audio (turns with a `tone`) at the
-    pace of real time, as a microphone would.
+    pace of real time, as a microphone would. `turn_timeout` bounds each wait for LiveKit
+    (seconds; a hang guard).
     """
     conv = ScriptedConversation(
         agent=agent,
@@ -581,6 +583,7 @@ async def run_scripted_session(
         endpointing_delay=endpointing_delay,
         llm_options=llm_options,
         real_time_audio=real_time_audio,
+        turn_timeout=turn_timeout,
     )
     if on_session is not None:
         maybe = on_session(conv.session)
