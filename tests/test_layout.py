@@ -1,6 +1,7 @@
 """The package's rooms show its flow: hooks -> recording -> mapping, setup on top.
 
-Read from the source with ``ast``: a module never imports from a layer above its own.
+Read from the source with ``ast``: a module never imports from a layer above its own, and
+no class is over 300 lines.
 """
 
 from __future__ import annotations
@@ -85,3 +86,18 @@ def test_a_module_imports_nothing_from_a_layer_above_it(module: str, path: Path)
 
 def test_every_room_is_in_the_layer_table() -> None:
     assert {room(module) for module, _ in modules()} <= set(LAYERS)
+
+
+MAX_CLASS_LINES = 300
+
+
+@pytest.mark.parametrize(("module", "path"), modules(), ids=[m for m, _ in modules()])
+def test_no_class_is_over_300_lines(module: str, path: Path) -> None:
+    long = [
+        f"{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+    ]
+    assert long == []

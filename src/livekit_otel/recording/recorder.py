@@ -9,7 +9,7 @@ module, which writes the attributes. Replies live in :mod:`.replies`, utterances
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -22,39 +22,16 @@ from ..config import Options
 from ..mapping import attributes as attr
 from ..mapping import content
 from ..mapping.conventions import Attributes, Conventions
-from ..mapping.facts import SessionEnd, SessionFacts, SessionStart, UserTurnFacts
+from ..mapping.facts import SessionEnd, SessionFacts, SessionStart
 from ..mapping.instruments import Instruments
 from ..mapping.lk_metrics import MetricsAggregate, metrics_kind
-from ..mapping.usage import stt_usage
 from . import registry as lifecycle
 from .realtime import realtime_usage
 from .replies import Replies, audio_facts
 from .spans import Protect, SessionSpans, now, ns, seconds
-from .user_turns import UserTurn, UserTurns
-
-_USAGE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "llm": (
-        (attr.LK_USAGE_LLM_PROMPT_TOKENS, "prompt_tokens"),
-        (attr.LK_USAGE_LLM_PROMPT_CACHED_TOKENS, "prompt_cached_tokens"),
-        (attr.LK_USAGE_LLM_COMPLETION_TOKENS, "completion_tokens"),
-    ),
-    "tts": (
-        (attr.LK_USAGE_TTS_CHARACTERS, "characters_count"),
-        (attr.LK_USAGE_TTS_AUDIO_DURATION, "audio_duration"),
-    ),
-}
-
-
-_REALTIME_USAGE_FIELDS = (
-    (attr.LK_USAGE_REALTIME_INPUT_TOKENS, "input_tokens"),
-    (attr.LK_USAGE_REALTIME_INPUT_TEXT_TOKENS, "input_text_tokens"),
-    (attr.LK_USAGE_REALTIME_INPUT_AUDIO_TOKENS, "input_audio_tokens"),
-    (attr.LK_USAGE_REALTIME_INPUT_CACHED_TOKENS, "input_cached_tokens"),
-    (attr.LK_USAGE_REALTIME_OUTPUT_TOKENS, "output_tokens"),
-    (attr.LK_USAGE_REALTIME_OUTPUT_TEXT_TOKENS, "output_text_tokens"),
-    (attr.LK_USAGE_REALTIME_OUTPUT_AUDIO_TOKENS, "output_audio_tokens"),
-)
-
+from .usage_totals import UsageTotals
+from .user_turn_spans import UserTurnSpans
+from .user_turns import UserTurns
 
 RECORDER_ATTRIBUTE = "_livekit_otel_recorder"
 
@@ -87,14 +64,16 @@ class SessionRecorder:
         )
         self.spans = SessionSpans(tracer, self.conventions, self.facts, options.trace_per == "turn")
         self.instruments = instruments
-        self.user_turns = UserTurns(self._write_user_turn)
+        writer = UserTurnSpans(self.spans, instruments)
+        self.user_turns = UserTurns(writer.write)
         self.user_turns.hold_unowned = self.spans.trace_per_turn
         self.replies = Replies(self.spans, options, session, self.user_turns, instruments, protect)
         self.nodes = self.replies.nodes
-        self.user_turns.late_stt = self._write_late_stt
+        writer.replies = self.replies
+        self.user_turns.late_stt = writer.late_stt
         self.vad = MetricsAggregate("vad")
         self.connection = MetricsAggregate("realtime")
-        self.usage: dict[str, float] = {}
+        self.usage = UsageTotals(instruments, self.replies.component)
         self.first_user_text: str | None = None
         self.last_agent_text: str | None = None
 
@@ -109,25 +88,10 @@ class SessionRecorder:
         self.session_context = self.spans.session_context
         self.start_span = self.spans.child(attr.SPAN_SESSION_START, self.session_context)
         self.close_span: Span | None = None
-        self.audio = self._session_audio(session, protect)
-        self.replies.audio = self.audio
+        self.audio = _session_audio(options, self.started_at, session, protect)
+        self.replies.audio = writer.audio = self.audio
+        writer.started_at = self.started_at
         lifecycle.session_opened(self)
-
-    def _session_audio(self, session: Any, protect: Protect) -> SessionAudio | None:
-        """The session's audio capture, when the ``audio`` option asks for it."""
-        options = self.options
-        if not options.audio or not options.capture_content:
-            return None
-        settings = audio_runtime.settings_for(
-            options.audio, options.audio_store, options.audio_inline, options.langfuse
-        )
-        return SessionAudio(
-            settings,
-            audio_runtime.shared_worker(),
-            self.started_at,
-            lambda: compat.livekit_recording(session),
-            protect,
-        )
 
     @property
     def turns(self) -> dict[str, Any]:
@@ -211,7 +175,7 @@ class SessionRecorder:
         if self.close_span is not None:
             self.spans.end(self.close_span, error)
         end = SessionEnd(
-            usage=self.usage,
+            usage=self.usage.totals,
             agent_turns=self.replies.agent_turn_count,
             vad=self.vad,
             connection=self.connection,
@@ -318,11 +282,8 @@ class SessionRecorder:
         """Route one LiveKit metrics object to the span it belongs to."""
         kind = metrics_kind(metrics)
         if kind == "llm" or kind == "tts":
-            for key, field in _USAGE_FIELDS[kind]:
-                self._count(key, getattr(metrics, field, 0))
+            self.usage.add_node(kind, metrics)
             self.nodes.node_metrics(kind, metrics)
-            if kind == "tts":
-                self._record_usage("tts", getattr(metrics, "characters_count", 0))
         elif kind == "eou":
             speech_id = getattr(metrics, "speech_id", None)
             speech_id = speech_id if isinstance(speech_id, str) else None
@@ -336,105 +297,18 @@ class SessionRecorder:
                     turn.timeline.user_turn(ended, user.committed_at)
                     turn.timeline.hook_ended_at = hook_ended_at
         elif kind == "stt":
-            self._count(attr.LK_USAGE_STT_AUDIO_DURATION, getattr(metrics, "audio_duration", 0))
-            self._record_usage("stt", getattr(metrics, "audio_duration", 0))
+            self.usage.add_stt(metrics)
             self.user_turns.stt_metrics(metrics)
         elif kind == "vad":
             self.vad.add(metrics)
         elif kind == "realtime":
             usage = realtime_usage(metrics)
             if usage is not None:
-                for key, field in _REALTIME_USAGE_FIELDS:
-                    self._count(key, getattr(usage, field))
+                self.usage.add_realtime(usage)
             if getattr(metrics, "request_id", None):
                 self.replies.realtime.metrics(metrics)
             else:  # the model's connection, before any response
                 self.connection.add(metrics)
-
-    def _record_usage(self, kind: str, amount: Any) -> None:
-        if isinstance(amount, (int, float)) and amount > 0:
-            component = compat.model_and_provider(self.replies.component(kind))
-            self.instruments.record_usage(kind, amount, component)
-
-    def _count(self, key: str, value: Any) -> None:
-        if isinstance(value, (int, float)) and value:
-            self.usage[key] = self.usage.get(key, 0) + value
-
-    # -- user turns -------------------------------------------------------------------------
-    def _write_user_turn(self, turn: UserTurn, eou: Any | None) -> tuple[Span, int]:
-        """Open the ``user_turn`` span of an utterance (and its ``end_of_turn``)."""
-        written_at = now()
-        # LiveKit-supplied times (a realtime transcript's turn start) may lie anywhere: keep
-        # both ends within the session
-        end = min(max(turn.end() or written_at, self.started_at), written_at)
-        start = min(max(turn.started_at, self.started_at), end)
-        owner = self.turns.get(turn.speech_id) if turn.speech_id else None
-        if owner is None and turn.input_mode == "text":
-            owner = self.replies.turn_for(compat.current_speech())
-        owner_context = owner.context if owner is not None and not owner.ended else None
-        if turn.owner is not None:  # the root of its exchange's trace, ended or not
-            owner_context = turn.owner
-        parent, extra, links = self.spans.top_level(attr.SPAN_USER_TURN, owner_context)
-        model, provider = (None, None)
-        if turn.input_mode == "audio":
-            model, provider = compat.model_and_provider(self.replies.component("stt"))
-            self.spans.call.user_spoke(turn.started_at, turn.speech_ended_at or turn.stopped_at)
-        usage = stt_usage(turn.stt, model, provider)
-        cost = self.spans.call.billed(usage)
-        self.instruments.record_cost(usage, cost)
-        facts = UserTurnFacts(
-            input_mode=turn.input_mode,
-            committed=turn.committed_at is not None,
-            transcript=turn.transcript,
-            stt=turn.stt,
-            stt_model=model or (usage.model if usage else None),
-            stt_provider=provider or (usage.provider if usage else None),
-            speech_id=turn.speech_id,
-            usage=usage,
-            cost=cost,
-        )
-        values = {**extra, **self.conventions.user_turn(facts)}
-        span = self.spans.child(attr.SPAN_USER_TURN, parent, values, ns(start), links)
-        if eou is not None:
-            self._write_end_of_turn(span, turn, eou, start, end)
-        if self.audio is not None and turn.audio is not None:
-            ending = _EndsWithAudio(span, self.audio, turn.audio, self.conventions)
-            return cast(Span, ending), ns(end)
-        return span, ns(end)
-
-    def _write_late_stt(self, turn: UserTurn, span: Span) -> None:
-        """An utterance's STT metrics came after its ``user_turn`` was written."""
-        if turn.stt is None:
-            return
-        model, provider = compat.model_and_provider(self.replies.component("stt"))
-        usage = stt_usage(turn.stt, model, provider)
-        cost = self.spans.call.billed(usage)
-        self.instruments.record_cost(usage, cost)
-        values = self.conventions.stt_usage(turn.stt.attributes(), usage, cost)
-        if usage is not None and usage.model and not model:
-            values[attr.LK_STT_MODEL] = usage.model
-        span.set_attributes(values)
-
-    def _write_end_of_turn(
-        self, parent: Span, turn: UserTurn, eou: Any, start: float, end: float
-    ) -> None:
-        aggregate = MetricsAggregate("eou")
-        aggregate.add(eou)
-        delay = seconds(getattr(eou, "end_of_utterance_delay", None)) or 0.0
-        measured_start = end - delay
-        if turn.stopped_at is not None and delay == 0.0:
-            measured_start = min(turn.stopped_at, end)
-        values = self.conventions.end_of_turn(aggregate.attributes(), turn.speech_id)
-        if measured_start < start:
-            # kept within its user turn, which starts no earlier than the session: say by how much
-            values[attr.LK_CLIPPED_SECONDS] = round(start - measured_start, 6)
-        child = self.spans.child(
-            attr.SPAN_END_OF_TURN,
-            trace.set_span_in_context(parent),
-            values,
-            ns(max(start, measured_start)),
-        )
-        child.end(ns(end))
 
     def _on_speech_created(self, event: Any) -> None:
         if not self.spans.trace_per_turn:
@@ -451,35 +325,6 @@ class SessionRecorder:
             self.user_turns.owned(answered)
 
 
-class _EndsWithAudio:
-    """A ``user_turn`` span whose end waits for its clip to be stored (the rest passes on)."""
-
-    def __init__(
-        self, span: Span, audio: SessionAudio, clip: Any, conventions: Conventions
-    ) -> None:
-        self._span = span
-        self._audio = audio
-        self._clip = clip
-        self._conventions = conventions
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._span, name)
-
-    def set_attributes(self, attributes: Attributes) -> None:
-        """Passed on to the span."""
-        self._span.set_attributes(attributes)
-
-    def end(self, end_time: int | None = None) -> None:
-        """End the span once its clip is stored (it keeps ``end_time``)."""
-        conventions = self._conventions
-
-        def write(result: AudioResult) -> dict[str, Any]:
-            return conventions.audio(audio_facts(result, "input", None))
-
-        end = end_time if end_time is not None else ns(now())
-        self._audio.finish_clip(self._span, end, self._clip, "input", "user", write)
-
-
 _EVENT_HANDLERS = {
     "speech_created": SessionRecorder._on_speech_created,
     "user_state_changed": SessionRecorder._on_user_state,
@@ -489,6 +334,24 @@ _EVENT_HANDLERS = {
     "error": SessionRecorder._on_error,
     "close": SessionRecorder._on_close,
 }
+
+
+def _session_audio(
+    options: Options, started_at: float, session: Any, protect: Protect
+) -> SessionAudio | None:
+    """The session's audio capture, when the ``audio`` option asks for it."""
+    if not options.audio or not options.capture_content:
+        return None
+    settings = audio_runtime.settings_for(
+        options.audio, options.audio_store, options.audio_inline, options.langfuse
+    )
+    return SessionAudio(
+        settings,
+        audio_runtime.shared_worker(),
+        started_at,
+        lambda: compat.livekit_recording(session),
+        protect,
+    )
 
 
 def attach_recorder(session: Any, recorder: SessionRecorder) -> None:
