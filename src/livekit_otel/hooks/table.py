@@ -132,26 +132,12 @@ HOOKS: tuple[Hook, ...] = (
         "the moment text reaches a streaming synthesizer: llm and tts parts of latency merge",
         streams.tts_request,
     ),
-    # -- audio (option ``audio``) ----------------------------------------------------------------
+    # -- audio (option ``audio``; the reply's frames come through perform_audio_forwarding) ------
     Hook(
         _ACTIVITY,
         "AgentActivity.push_audio",
         "user audio clips",
         "the user's audio: no user_turn clip and no user channel in the call recording",
         audio.user_audio,
-    ),
-    Hook(
-        _ACTIVITY,
-        "perform_audio_forwarding",
-        "reply audio clips",
-        "the agent's audio: no agent_turn clip and no agent channel in the call recording",
-        audio.agent_audio,
-    ),
-    Hook(
-        _GENERATION,
-        "perform_audio_forwarding",
-        "reply audio clips",
-        "the agent's audio: no agent_turn clip and no agent channel in the call recording",
-        audio.agent_audio,
     ),
 )

@@ -171,7 +171,20 @@ class Replies:
             timeline.frame_handed_over(at)
             playback.segment_started(output, timeline)
 
-        return handed_over, timeline.frame_forwarded
+        audio = self.audio
+        if audio is None:
+            return handed_over, timeline.frame_forwarded
+        if turn.audio is None:
+            turn.audio = audio.agent_clip()
+        clip, first = turn.audio, [True]
+
+        def forwarded(frame: Any) -> None:
+            """Each frame: counted, and kept for the reply's clip and the call recording."""
+            timeline.frame_forwarded(frame)
+            audio.agent_frame(clip, frame, first[0], output)
+            first[0] = False
+
+        return handed_over, forwarded
 
     def end_agent_turn(self, turn: AgentTurn, closing: bool = False) -> None:
         """End an agent turn and whatever of it is still open."""
