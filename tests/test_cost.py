@@ -40,6 +40,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 
 from livekit_otel.mapping.prices import TABLE_DATE
+from support.shapes import speech_start_dated_by_vad, synthesized, tts_nodes_per_reply
 from support.tracing import SpanTree, attributes, instrumented
 
 # published prices (USD), as the table cites them
@@ -76,7 +77,12 @@ class PricedCall:
         return attributes(self.tree.one("agent_session"))
 
     def costs(self, name: str) -> list[float]:
-        return [attributes(s)["lk.cost.total"] for s in self.tree.named(name)]
+        return [attributes(s)["lk.cost.total"] for s in self.billed(name)]
+
+    def billed(self, name: str) -> list[ReadableSpan]:
+        """The spans of this name that used a model (a ``tts_node`` that synthesized)."""
+        spans = self.tree.named(name)
+        return [s for s in spans if name != "tts_node" or synthesized(attributes(s))]
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -146,9 +152,12 @@ def test_each_user_turn_costs_its_audio_seconds_at_whisper_1_price(call: PricedC
 
 
 def test_each_tts_node_costs_its_characters_at_tts_1_price(call: PricedCall) -> None:
-    nodes = call.tree.named("tts_node")
-    by_node = [attributes(s) for s in nodes if "lk.tts.characters_count" in attributes(s)]
+    nodes = call.billed("tts_node")
+    by_node = [attributes(s) for s in nodes]
     assert by_node
+    assert all("lk.tts.characters_count" in values for values in by_node)
+    silent = [attributes(s) for s in call.tree.named("tts_node") if s not in nodes]
+    assert not [values for values in silent if "lk.cost.total" in values]  # never a cost of 0
     for values in by_node:
         expected = values["lk.tts.characters_count"] * TTS_1_PER_CHARACTER
         assert values["lk.cost.total"] == pytest.approx(expected, abs=USD)
@@ -219,8 +228,23 @@ def test_the_call_at_a_glance_adds_up_the_played_audio_and_lasts_no_longer_than_
     ]
     assert root["lk.call.agent_talk_time"] == pytest.approx(sum(played), abs=1e-5)
     assert 0 < root["lk.call.duration"] <= call.run.elapsed
-    assert root["lk.call.user_talk_time"] > 0
     assert root["lk.call.longest_silence"] >= 0
+
+
+def test_the_call_at_a_glance_counts_the_user_speech_as_livekit_dates_it(
+    call: PricedCall,
+) -> None:
+    talk = call.root["lk.call.user_talk_time"]
+    if speech_start_dated_by_vad():
+        # each utterance from its scripted speech's start to the end of speech, which the
+        # END_OF_SPEECH event dates its scripted silence before it arrived (both simulated),
+        # plus the real time between the two VAD events
+        scripted = math.fsum(t.speech_duration - t.silence_duration for t in SCRIPT)
+        assert scripted - 1e-6 <= talk < scripted + call.run.elapsed
+    else:
+        # the start is dated when START_OF_SPEECH arrives: only the real time between the
+        # two events, less the simulated silence, is speech (none unless the machine stalls)
+        assert 0 <= talk < call.run.elapsed
 
 
 def langfuse_call(root: dict[str, Any]) -> dict[str, Any]:
@@ -343,7 +367,9 @@ def test_a_model_without_a_price_has_usage_and_no_cost() -> None:
         asyncio.run(run_scripted_session(SCRIPT[:2]))
         tree = tracing.tree()
     assert _unpriced_spans(tree) == []
-    for span in tree.named("user_turn") + tree.named("tts_node"):
+    spoken = [s for s in tree.named("tts_node") if synthesized(attributes(s))]
+    assert len(spoken) == tts_nodes_per_reply(0) * 2
+    for span in tree.named("user_turn") + spoken:
         values = attributes(span)
         assert values["langfuse.observation.type"] == "generation"
         assert json.loads(values["langfuse.observation.usage_details"])

@@ -59,7 +59,7 @@ from support.langfuse_mapper import (
     map_span,
     map_spans,
 )
-from support.shapes import tts_nodes_per_reply
+from support.shapes import synthesized, tts_nodes_per_reply
 
 PUBLIC_KEY = "pk-lf-mapping-test"
 SECRET_KEY = "sk-lf-mapping-test"
@@ -892,7 +892,12 @@ async def test_user_turn_and_tts_node_are_generations_of_their_speech_model(
     assert session.stt is not None and session.tts is not None
     speech = export.view.named("user_turn") + export.view.named("tts_node")
     assert len(speech) == len(SCRIPT) + tts_nodes_per_reply(0) + tts_nodes_per_reply(1)
+    spoken = [obs for obs in speech if obs.span_name == "user_turn" or synthesized(obs.attributes)]
+    assert len(spoken) == len(SCRIPT) + 2  # what each of the two replies said
     for obs in speech:
+        if obs not in spoken:  # a tool-only step's tts_node, on an empty text stream
+            assert obs.type == "span" and not obs.usage and not obs.cost
+    for obs in spoken:
         assert obs.type == "generation", obs.span_name
         stt = obs.span_name == "user_turn"
         assert obs.model == (session.stt.model if stt else session.tts.model)

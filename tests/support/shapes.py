@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 SPEAKING_STEP = ["llm_node", "tts_node"]
 """An LLM step whose text is spoken."""
@@ -37,6 +39,17 @@ def discarded_attempt() -> list[str]:
 def tts_nodes_per_reply(tool_only_steps: int) -> int:
     """How many ``tts_node`` spans a reply with this many tool-only LLM steps has."""
     return 1 + (tool_only_steps if tts_runs_for_tool_only_steps() else 0)
+
+
+def synthesized(tts_node: Mapping[str, Any]) -> bool:
+    """Whether a ``tts_node`` with these attributes synthesized speech.
+
+    Such a node carries LiveKit's TTS metrics (``lk.tts.request_id``), hence usage, and is
+    a Langfuse generation. Where tool-only LLM steps have their own ``tts_node``
+    (:func:`tts_runs_for_tool_only_steps`), those synthesize nothing from their empty
+    text stream: no metrics, no usage, no cost. Elsewhere every ``tts_node`` counts.
+    """
+    return "lk.tts.request_id" in tts_node or not tts_runs_for_tool_only_steps()
 
 
 @functools.cache
@@ -72,3 +85,24 @@ def tts_starts_before_scheduling() -> bool:
     """
     source = _reply_source()
     return "perform_tts_inference" in source and "preemptive_tts" not in source
+
+
+@functools.cache
+def _vad_event_source() -> str:
+    """The source of ``AudioRecognition._on_vad_event``, or ``""`` if unreadable."""
+    try:
+        module = importlib.import_module("livekit.agents.voice.audio_recognition")
+        return inspect.getsource(module.AudioRecognition._on_vad_event)
+    except Exception:
+        return ""
+
+
+def speech_start_dated_by_vad() -> bool:
+    """Whether LiveKit dates the start of the user's speech back by the VAD's measure.
+
+    Then the start of speech is when the VAD's START_OF_SPEECH event arrived, less the
+    ``speech_duration`` it reports (later releases). Earlier ones (1.3) date it when the
+    event arrived: a scripted utterance, whose durations are simulated, then lasts no real
+    time between its START_OF_SPEECH and the end of speech the END_OF_SPEECH event dates.
+    """
+    return "ev.speech_duration" in _vad_event_source()
