@@ -1,10 +1,6 @@
-"""Hooks of the agent's replies: LLM and TTS inference, tool calls, realtime responses and
-the audio handed to the output. These talk to the session's ``Replies`` only.
-
-Each inference runs in a task LiveKit creates inside the wrapped call: the node's span
-and the node itself are made current around that call, so the task inherits both and
-LiveKit's metrics, emitted inside it, find their span.
-"""
+"""Hooks of the agent's replies beyond their inference: a realtime model's responses and the
+audio handed to the output. These talk to the session's ``Replies`` only (LLM, TTS and tool
+calls are in :mod:`.inference`)."""
 
 from __future__ import annotations
 
