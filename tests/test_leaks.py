@@ -122,6 +122,19 @@ async def trim_chat_context(conversation: ScriptedConversation) -> None:
     await conversation.agent.update_chat_ctx(context)
 
 
+def forget_recorded_events(conversation: ScriptedConversation) -> None:
+    """Empty the list in which LiveKit keeps every session event for its session report.
+
+    That list grows by a dozen events a turn, LiveKit's own growth. CPython gives a new
+    small dict the key table of a freed one from its free list, with no new allocation, so
+    tracemalloc charges those events' dicts to the livekit-otel line whose temporary dict
+    first allocated the table: measured with them kept, 34 KB after 50 traced turns, 62 KB
+    after 100, 139 KB after 300, all 120-byte key tables of the dicts of
+    ``AgentStateChangedEvent``, ``MetricsCollectedEvent`` and other events in that list.
+    """
+    conversation.session._recorded_events.clear()
+
+
 def census() -> Counter[str]:
     """Live SDK spans and livekit-otel per-turn objects, by class name, after a collection."""
     gc.collect()
@@ -180,6 +193,7 @@ async def run_long_session(tracing: Tracing) -> LongSession:
             if done % TRIM_EVERY == 0:
                 stats.drain()
                 await trim_chat_context(conversation)
+                forget_recorded_events(conversation)
             if done == CENSUS_TURN:
                 early = census()
             if done == start_tracing_after:
