@@ -53,6 +53,8 @@ from livekit_otel import LiveKitAgentsInstrumentor, setup_langfuse, update_sessi
 from livekit_otel.mapping.conventions import provider_name
 from livekit_otel.setup import installed as setup_state
 from support.langfuse_mapper import (
+    INPUT_OUTPUT_KEYS,
+    INPUT_OUTPUT_PREFIXES,
     LANGFUSE_OTEL_PATH,
     LangfuseObservation,
     LangfuseView,
@@ -110,31 +112,6 @@ LK_CONTENT_KEYS = (
     "lk.function_tool.result",
 )
 
-# keys Langfuse takes input and output from; it drops them all from an observation's
-# metadata (extractInputAndOutput's potentialInputOutputKeys, the ones a LiveKit agent
-# can reach), whichever one it used
-_LANGFUSE_IO_KEYS = frozenset(
-    {
-        "langfuse.trace.input",
-        "langfuse.trace.output",
-        "langfuse.observation.input",
-        "langfuse.observation.output",
-        "lk.input_text",
-        "lk.user_transcript",
-        "lk.chat_ctx",
-        "lk.user_input",
-        "lk.function_tool.output",
-        "lk.response.text",
-        "input.value",
-        "output.value",
-        "input",
-        "output",
-        "gen_ai.input.messages",
-        "gen_ai.output.messages",
-        "gen_ai.tool.call.arguments",
-        "gen_ai.tool.call.result",
-    }
-)
 _LANGFUSE_ENVIRONMENT_KEYS = (
     "langfuse.environment",
     "deployment.environment.name",
@@ -187,10 +164,7 @@ def metadata_attributes(observation: LangfuseObservation) -> dict[str, str]:
     return {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in observation.attributes.items()
-        if key not in _LANGFUSE_IO_KEYS
-        and not key.startswith(
-            ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages", "llm.output_messages")
-        )
+        if key not in INPUT_OUTPUT_KEYS and not key.startswith(INPUT_OUTPUT_PREFIXES)
     }
 
 

@@ -190,7 +190,7 @@ _KNOWN_USAGE_KEYS = frozenset(
 # keys Langfuse could take input or output from; it drops them all from an observation's
 # metadata (extractInputAndOutput's potentialInputOutputKeys, the ones a LiveKit agent can
 # reach), whichever one it used
-_IO_KEYS = frozenset(
+INPUT_OUTPUT_KEYS = frozenset(
     {
         "langfuse.trace.input",
         "langfuse.trace.output",
@@ -213,7 +213,12 @@ _IO_KEYS = frozenset(
         "gen_ai.system_instructions",
     }
 )
-_IO_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages", "llm.output_messages")
+INPUT_OUTPUT_PREFIXES = (
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "llm.input_messages",
+    "llm.output_messages",
+)
 
 # zod's ``z.string().datetime({offset: true})``: a T-separated time with Z or an offset
 _ISO_WITH_OFFSET = re.compile(
@@ -285,7 +290,7 @@ class LangfuseObservation:
         kept = {
             key: value if isinstance(value, str) else json.dumps(value)
             for key, value in self.attributes.items()
-            if key not in _IO_KEYS and not key.startswith(_IO_PREFIXES)
+            if key not in INPUT_OUTPUT_KEYS and not key.startswith(INPUT_OUTPUT_PREFIXES)
         }
         if tool_definitions(self.attributes):
             kept.pop("gen_ai.tool.definitions", None)
