@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .stores import Placement
+from .worker import wait_until_idle
 
 logger = logging.getLogger("livekit_otel")
 
@@ -122,12 +123,7 @@ class LangfuseMedia:
 
     def drain(self, timeout: float) -> bool:
         """Wait until every queued upload has been tried, at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while not self.idle():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return wait_until_idle(self._queue, timeout)
 
     # -- the upload thread ----------------------------------------------------------------
     def _ensure_thread(self) -> None:

@@ -54,12 +54,7 @@ class AudioWorker:
 
     def drain(self, timeout: float) -> bool:
         """Wait (in a thread that is not the event loop's) until idle, at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while not self.idle():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return wait_until_idle(self._queue, timeout)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -90,3 +85,13 @@ class AudioWorker:
 def all_idle() -> bool:
     """Whether every audio worker of this process has finished its jobs."""
     return all(worker.idle() for worker in list(_workers))
+
+
+def wait_until_idle(jobs: queue.Queue[Any], timeout: float) -> bool:
+    """Wait until every job put on ``jobs`` was taken and done, at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while jobs.unfinished_tasks:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
