@@ -83,6 +83,10 @@ class _PassThroughTracer(trace.Tracer):
         end_on_exit: bool = True,
     ) -> Iterator[trace.Span]:
         span = self.start_span(name, context)
+        if context is None and span is trace.get_current_span():
+            # nested in another of LiveKit's spans: its pass-through span is current already
+            yield span
+            return
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             yield span

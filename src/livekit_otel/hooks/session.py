@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 
 from .. import compat
-from ..recording.recorder import SessionRecorder, attach_recorder, recorder_of
+from ..recording.recorder import RECORDED_EVENTS, SessionRecorder, attach_recorder, recorder_of
 from ..recording.registry import register_flush_on_shutdown
 from .guard import Hook, State, Wrapper
 
@@ -112,9 +112,10 @@ def emit(state: State, hook: Hook) -> Wrapper:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        recorder = recorder_of(instance)
-        if recorder is not None and len(args) >= 2:
-            state.guard.call(hook, recorder.on_event, args[0], args[1])
+        if len(args) >= 2 and type(args[0]) is str and args[0] in RECORDED_EVENTS:
+            recorder = recorder_of(instance)
+            if recorder is not None:
+                state.guard.call(hook, recorder.on_event, args[0], args[1])
         return wrapped(*args, **kwargs)
 
     return wrapper

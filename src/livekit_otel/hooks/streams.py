@@ -5,7 +5,7 @@ Also the hook on text reaching a synthesizer, which dates the first text of a re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .. import compat
@@ -32,25 +32,59 @@ def tts_request(state: State, hook: Hook) -> Wrapper:
     return wrapper
 
 
-async def on_first(
+def on_first(
     items: AsyncIterable[Any],
     note: Callable[[float], None],
     each: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Any]:
     """Pass items through unchanged, calling ``note(time)`` as the first one goes by (and
     ``each(item)`` for every one)."""
-    iterator = items.__aiter__()
-    try:
-        first = True
-        async for item in iterator:
-            if first:
-                first = False
-                note(now())
-            if each is not None:
-                each(item)
-            yield item
-    finally:
-        close = getattr(iterator, "aclose", None)
+    return _Tap(items.__aiter__(), note, each)
+
+
+class _Tap:
+    """The iterator :func:`on_first` returns.
+
+    A plain iterator rather than an async generator: once the first item has gone by and
+    no ``each`` is asked for, ``__anext__`` hands out the stream's own awaitable, so the
+    rest of a stream (dozens of audio frames a reply) costs one method call an item. A
+    consumer that stops early drops the tap and LiveKit's stream is finalized as if it
+    were iterated directly; ``aclose`` closes it explicitly.
+    """
+
+    __slots__ = ("_each", "_iterator", "_note")
+
+    def __init__(
+        self,
+        iterator: AsyncIterator[Any],
+        note: Callable[[float], None] | None,
+        each: Callable[[Any], None] | None,
+    ) -> None:
+        self._iterator = iterator
+        self._note = note
+        self._each = each
+
+    def __aiter__(self) -> _Tap:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        if self._note is None and self._each is None:
+            return self._iterator.__anext__()
+        return self._next()
+
+    async def _next(self) -> Any:
+        item = await self._iterator.__anext__()
+        note = self._note
+        if note is not None:
+            self._note = None
+            note(now())
+        if self._each is not None:
+            self._each(item)
+        return item
+
+    async def aclose(self) -> None:
+        """Close the stream underneath."""
+        close = getattr(self._iterator, "aclose", None)
         if close is not None:
             await close()
 

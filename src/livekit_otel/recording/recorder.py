@@ -334,6 +334,8 @@ _EVENT_HANDLERS = {
     "error": SessionRecorder._on_error,
     "close": SessionRecorder._on_close,
 }
+RECORDED_EVENTS = frozenset(_EVENT_HANDLERS)
+"""The names of the session events a recorder handles; the hook passes the others by."""
 
 
 def _session_audio(
