@@ -21,10 +21,10 @@ KIND_BY_CLASS = {
     "VADMetrics": "vad",
     "RealtimeModelMetrics": "realtime",
 }
-# numbers that describe the first request rather than add up across requests
-_FIRST_ONLY = frozenset(
-    {"timestamp", "ttft", "ttfb", "tokens_per_second", "acquire_time", "session_duration"}
-)
+# numbers that describe the first request rather than add up across requests: a moment,
+# the time to the first token or byte, a rate (durations such as ``acquire_time`` and
+# ``session_duration`` add up, as the contract says of every duration)
+_FIRST_ONLY = frozenset({"timestamp", "ttft", "ttfb", "tokens_per_second"})
 _SKIPPED = frozenset({"type"})
 
 _Plan = tuple[tuple[tuple[str, ...], str, bool], ...]
