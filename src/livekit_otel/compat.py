@@ -171,6 +171,15 @@ def _safe_str(component: Any, name: str) -> str | None:
     return value if isinstance(value, str) and value and value != "unknown" else None
 
 
+def is_realtime_model(component: Any) -> bool:
+    """Whether an agent's ``llm`` is a realtime (speech-to-speech) model."""
+    try:
+        from livekit.agents.llm import RealtimeModel
+    except ImportError:
+        return False
+    return isinstance(component, RealtimeModel)
+
+
 def session_component(session: Any, name: str) -> Any | None:
     """The session's (or the current agent's) ``stt``, ``llm`` or ``tts``."""
     activity = getattr(session, "_activity", None)

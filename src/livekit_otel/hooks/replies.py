@@ -63,8 +63,9 @@ def audio_forwarding(state: State, hook: Hook) -> Wrapper:
         noters = replies.output_started(compat.current_speech(), kwargs.get("audio_output"))
         if noters is None:
             return None
-        handed_over, forwarded = map(state.guard.callback, noters)
-        return {**kwargs, "tts_output": on_first(frames, handed_over, forwarded)}
+        handed_over, forwarded = noters
+        each = state.guard.callback(forwarded) if forwarded is not None else None
+        return {**kwargs, "tts_output": on_first(frames, state.guard.callback(handed_over), each)}
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

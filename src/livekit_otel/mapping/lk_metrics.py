@@ -100,7 +100,7 @@ class MetricsAggregate:
         first = self.requests == 0
         self.requests += 1
         for path, key, first_only in plan:
-            value = _read(metrics, path)
+            value = getattr(metrics, path[0], None) if len(path) == 1 else _read(metrics, path)
             if value is None:
                 continue
             if first or key not in values:

@@ -363,10 +363,8 @@ def attach_recorder(session: Any, recorder: SessionRecorder) -> None:
 
 def recorder_of(session: Any) -> SessionRecorder | None:
     """The recorder of a session, if it is being traced and not yet closed."""
-    if session is None:
-        return None
     recorder = getattr(session, RECORDER_ATTRIBUTE, None)
-    return recorder if isinstance(recorder, SessionRecorder) and not recorder.closed else None
+    return recorder if type(recorder) is SessionRecorder and not recorder.closed else None
 
 
 def was_traced(session: Any) -> bool:

@@ -160,8 +160,12 @@ class Replies:
 
     def output_started(
         self, speech: Any | None, output: Any
-    ) -> tuple[Callable[[float], None], Callable[[Any], None]] | None:
-        """What to call as a reply's first frame, and each frame, is handed to ``output``."""
+    ) -> tuple[Callable[[float], None], Callable[[Any], None] | None] | None:
+        """What to call as a reply's first frame, and each frame, is handed to ``output``.
+
+        Each frame is needed only to keep it (audio capture) or to measure a realtime
+        model's audio, whose text is cut by it when interrupted; otherwise ``None``.
+        """
         turn = self.turn_for(speech)
         if turn is None:
             return None
@@ -173,7 +177,8 @@ class Replies:
 
         audio = self.audio
         if audio is None:
-            return handed_over, timeline.frame_forwarded
+            realtime = compat.is_realtime_model(self.component("llm"))
+            return handed_over, timeline.frame_forwarded if realtime else None
         if turn.audio is None:
             turn.audio = audio.agent_clip()
         clip, first = turn.audio, [True]
