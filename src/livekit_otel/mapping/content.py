@@ -38,11 +38,16 @@ def truncate(text: str, options: Options) -> str:
 
 def to_json(value: Any, options: Options) -> str:
     """``value`` as compact JSON, each string redacted, the whole within the size limit."""
-    return limit(_dumps(value), options)
+    return limit(compact_json(value), options)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+# one encoder for every value: json.dumps with options builds a new one per call
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON (non-ASCII kept, anything else as its ``str``)."""
+    return _ENCODER.encode(value)
 
 
 def synthesized_part(text: str, characters: object) -> str:
@@ -160,7 +165,7 @@ class PromptWindow:
                 serialized = previous[key]
             else:
                 message = chat_item_message(item)
-                serialized = None if message is None else redact(_dumps(message), options)
+                serialized = None if message is None else redact(compact_json(message), options)
             cache[key] = serialized
             if serialized is not None:
                 parts.append(serialized)

@@ -11,10 +11,9 @@ has a key for it, and call ``self._each("name")`` once in ``Conventions``.
 
 from __future__ import annotations
 
-import json
-
 from opentelemetry.util.types import AttributeValue
 
+from ..content import compact_json
 from ..facts import Cost, RealtimeUsage, SessionFacts, ToolCall, Usage
 
 Attributes = dict[str, AttributeValue]
@@ -137,4 +136,4 @@ def overridden(family: Keys, name: str) -> bool:
 
 def messages(role: str, text: str) -> str:
     """One chat message as the JSON list the GenAI and OpenAI message formats use."""
-    return json.dumps([{"role": role, "content": text}], ensure_ascii=False, separators=(",", ":"))
+    return compact_json([{"role": role, "content": text}])

@@ -6,13 +6,13 @@ either, so both are always written together.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ...config import Options
 from .. import attributes as attr
+from ..content import compact_json
 from ..facts import Cost, RealtimeUsage, SessionFacts, Usage
 from .keys import KIND_SPAN, Attributes, Keys
 from .livekit_keys import USAGE_PREFIX, split_usage, usd
@@ -54,7 +54,7 @@ class LangfuseKeys(Keys):
         # total, so Langfuse's input, output and total are the model's
         details = {key.removeprefix(USAGE_PREFIX): count for key, count in split_usage(usage)}
         details["total"] = usage.total_tokens or (usage.input_tokens + usage.output_tokens)
-        values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(details, separators=(",", ":"))
+        values[attr.LANGFUSE_USAGE_DETAILS] = compact_json(details)
 
     def trace_io(self, values: Attributes, first_heard: str | None, said: str | None) -> None:
         # Langfuse keeps, of every span's trace input and output, the latest non-empty
@@ -71,14 +71,14 @@ class LangfuseKeys(Keys):
         # The total only: a breakdown by usage key would weigh on every observation's
         # metadata (Langfuse keeps the attribute there too)
         total = {"total": usd(cost.total)}
-        values[attr.LANGFUSE_COST_DETAILS] = json.dumps(total, separators=(",", ":"))
+        values[attr.LANGFUSE_COST_DETAILS] = compact_json(total)
 
     def speech_usage(self, values: Attributes, usage: Usage) -> None:
         values[attr.LANGFUSE_OBSERVATION_TYPE] = attr.LANGFUSE_TYPE_GENERATION
         if usage.model:
             values[attr.LANGFUSE_MODEL_NAME] = usage.model
         counts = {_key(key): _count(key, amount) for key, amount in usage.amounts.items()}
-        values[attr.LANGFUSE_USAGE_DETAILS] = json.dumps(counts, separators=(",", ":"))
+        values[attr.LANGFUSE_USAGE_DETAILS] = compact_json(counts)
 
     def call(self, values: Attributes, glance: Attributes) -> None:
         # the costs are left out: Langfuse sums the trace's cost from its observations'
@@ -91,7 +91,7 @@ class LangfuseKeys(Keys):
         # one JSON object ({"call": {...}}, which Langfuse merges with the user's
         # langfuse.trace.metadata.<key> attributes) weighs least; a key each when the size
         # limit is smaller than that object
-        encoded = json.dumps({"call": call}, separators=(",", ":"))
+        encoded = compact_json({"call": call})
         if len(encoded) <= self.max_length:
             values[attr.LANGFUSE_TRACE_METADATA] = encoded
             return
