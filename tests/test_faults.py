@@ -62,6 +62,8 @@ NOT_IN_A_PIPELINE_CALL = {
     "AgentActivity._on_input_audio_transcription_completed",
     "perform_audio_forwarding",
 }
+OPTIONS_A_HOOK_FEEDS: dict[str, dict[str, Any]] = {"AgentActivity.push_audio": {"audio": "turns"}}
+"""Hooks whose own code runs only with an option on: their faulted run turns it on."""
 OUR_LOGGER = "livekit_otel"
 EXPORT_LOGGERS = ("opentelemetry", OUR_LOGGER)
 COMPARED_KEYS = ("type", "role", "content", "name", "arguments", "output", "is_error")
@@ -179,9 +181,9 @@ def play_untraced() -> Session:
 
 
 @contextmanager
-def instrumented_with(provider: trace.TracerProvider) -> Iterator[None]:
+def instrumented_with(provider: trace.TracerProvider, **options: Any) -> Iterator[None]:
     uninstrument()
-    LiveKitAgentsInstrumentor().instrument(tracer_provider=provider)
+    LiveKitAgentsInstrumentor().instrument(tracer_provider=provider, **options)
     try:
         yield
     finally:
@@ -605,9 +607,9 @@ class BrokenRun:
     warnings: list[str]
 
 
-def play_broken(provider: trace.TracerProvider) -> BrokenRun:
+def play_broken(provider: trace.TracerProvider, **options: Any) -> BrokenRun:
     untraced = play_untraced()
-    with recording_logs() as logs, instrumented_with(provider):
+    with recording_logs() as logs, instrumented_with(provider, **options):
         broken = play_catching()
     warnings = [record.getMessage() for record in logs.warnings(OUR_LOGGER)]
     return BrokenRun(untraced, broken, warnings)
@@ -644,7 +646,7 @@ def faulted_hook_run(request: pytest.FixtureRequest) -> Iterator[FaultedHookRun]
     provider = TracerProvider()
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(Guard, "call", call)
-        run = play_broken(provider)
+        run = play_broken(provider, **OPTIONS_A_HOOK_FEEDS.get(target.attribute, {}))
         yield FaultedHookRun(run.untraced, run.broken, run.warnings, target, runs)
     provider.shutdown()
 

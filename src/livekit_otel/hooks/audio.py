@@ -26,7 +26,9 @@ def user_audio(state: State, hook: Hook) -> Wrapper:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        state.guard.call(hook, note, instance, args, kwargs)
+        # every frame of the call passes here, silence included: nothing more without audio
+        if state.options.audio:
+            state.guard.call(hook, note, instance, args, kwargs)
         return wrapped(*args, **kwargs)
 
     return wrapper

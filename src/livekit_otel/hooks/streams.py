@@ -5,6 +5,7 @@ Also the hook on text reaching a synthesizer, which dates the first text of a re
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,15 +14,28 @@ from ..recording.recorder import current_recorder
 from ..recording.spans import now
 from .guard import Hook, State, Wrapper
 
+_NOTHING = object()
+
 
 def tts_request(state: State, hook: Hook) -> Wrapper:
     """``ChunkedStream.__init__`` / ``SynthesizeStream.push_text``: text reaches a synthesizer."""
 
+    # a streaming synthesizer gets a reply's text token by token; only the first piece
+    # of each reply's text matters, so a stream is noted once per speech handle
+    noted: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
     def note(instance: Any) -> None:
+        speech = compat.current_speech()
+        try:
+            if noted.get(instance, _NOTHING) is speech:
+                return
+            noted[instance] = speech
+        except TypeError:  # a stream that cannot be weakly referenced: noted every time
+            pass
         if compat.sends_text_to_synthesis(instance):
             recorder = current_recorder()
             if recorder is not None:
-                recorder.replies.text_sent(compat.current_speech(), now())
+                recorder.replies.text_sent(speech, now())
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
