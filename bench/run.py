@@ -8,7 +8,10 @@ The sessions compared (``worker.VARIANTS``; add one there to add it everywhere):
 - ``spans+metrics``: and its OpenTelemetry metrics, into an SDK meter provider built as
   setup builds it (in-memory reader, no exemplar sampling);
 - ``spans+metrics+content``: and content capture on: everything livekit-otel records,
-  the variant the targets are judged on.
+  the variant the targets are judged on;
+- ``unsampled``: the same with a tracer provider that samples no span: livekit-otel does
+  all its work, the SDK records no span; the paired run's difference to
+  ``spans+metrics+content`` is what the SDK's recording of the spans costs.
 
 Spans go to in-memory exporters, emptied between turns. Each is the same offline scripted
 audio session (a tool call every other turn); the first ``--warmup`` turns are skipped.
@@ -61,7 +64,7 @@ from typing import Any
 import audio_cost
 import hot_path
 import many_calls
-from worker import CONCURRENT, FULL, OTLP, VARIANTS, VARIANTS_BY_NAME
+from worker import CONCURRENT, FULL, OTLP, UNSAMPLED, VARIANTS, VARIANTS_BY_NAME
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -436,7 +439,7 @@ def paired_table(paired: dict[str, Paired]) -> list[str]:
 
 def steps(paired: dict[str, Paired]) -> list[str]:
     """What each livekit-otel session adds over the one before it in ``VARIANTS``."""
-    ours = [variant for variant in VARIANTS if variant.spans and variant.name in paired]
+    ours = [v for v in VARIANTS if v.spans and v.sampled and v.name in paired]
     lines: list[str] = []
     previous = "off"
     for variant in ours:
@@ -447,6 +450,13 @@ def steps(paired: dict[str, Paired]) -> list[str]:
             f"{row.cpu_added_ms - before.cpu_added_ms:+.2f} ms CPU over {previous}"
         )
         previous = variant.name
+    if UNSAMPLED in paired and FULL in paired:
+        row, full = paired[UNSAMPLED], paired[FULL]
+        lines.append(
+            f"- {UNSAMPLED} ({VARIANTS_BY_NAME[UNSAMPLED].description}): "
+            f"{row.cpu_added_ms:+.2f} ms CPU over off; the SDK recording the spans of "
+            f"{FULL} is the difference, {full.cpu_added_ms - row.cpu_added_ms:+.2f} ms CPU"
+        )
     builtin = next((v for v in VARIANTS if v.builtin and v.name in paired), None)
     if builtin is not None:
         row = paired[builtin.name]

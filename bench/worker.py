@@ -9,7 +9,7 @@ Run by ``bench/run.py``::
 ``--config`` is one of:
 
 - a variant of :data:`VARIANTS` (``off``, ``builtin``, ``spans``, ``spans+metrics``,
-  ``spans+metrics+content``): one long scripted audio session traced that way, into
+  ``spans+metrics+content``, ``unsampled``): one long scripted audio session traced that way, into
   in-memory exporters;
 - ``livekit-otel-otlp``: ``setup_otlp`` to ``--endpoint``, batch export over HTTP;
 - ``paired``: every variant as its own session in this one process, turns interleaved
@@ -82,6 +82,10 @@ class Variant:
     builds it (an in-memory reader, no exemplar sampling)."""
     options: Mapping[str, Any] = field(default_factory=dict)
     conversation: Mapping[str, Any] = field(default_factory=dict)
+    sampled: bool = True
+    """``False``: the tracer provider samples no span (``ALWAYS_OFF``), so livekit-otel does
+    all its work but the SDK records nothing; against the same variant sampled, the SDK's
+    own cost of recording the spans."""
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -93,7 +97,11 @@ VARIANTS: tuple[Variant, ...] = (
             spans=True, metrics=True, options={"capture_content": False}),
     Variant("spans+metrics+content", "livekit-otel spans and metrics, content capture on",
             spans=True, metrics=True, options={"capture_content": True}),
+    Variant("unsampled", "spans+metrics+content with every span unsampled: livekit-otel's "
+            "own work and the metrics SDK, without the SDK recording spans",
+            spans=True, metrics=True, options={"capture_content": True}, sampled=False),
 )  # fmt: skip
+UNSAMPLED = "unsampled"
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 FULL = "spans+metrics+content"
 """The variant the targets are judged on: everything livekit-otel records, on."""
@@ -176,11 +184,12 @@ class Tracing:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
         self.variant = variant
         self.counter = CountingProcessor()
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
+        self.provider = TracerProvider(sampler=None if variant.sampled else ALWAYS_OFF)
         self.provider.add_span_processor(self.counter)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.meter_provider: Any = None
