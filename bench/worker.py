@@ -88,6 +88,8 @@ class Variant:
     own cost of recording the spans."""
 
 
+UNSAMPLED = "unsampled"
+"""The variant that records no span: against the full one, what the SDK's recording costs."""
 VARIANTS: tuple[Variant, ...] = (
     Variant("off", "no tracing"),
     Variant("builtin", "LiveKit's built-in telemetry", builtin=True),
@@ -97,11 +99,10 @@ VARIANTS: tuple[Variant, ...] = (
             spans=True, metrics=True, options={"capture_content": False}),
     Variant("spans+metrics+content", "livekit-otel spans and metrics, content capture on",
             spans=True, metrics=True, options={"capture_content": True}),
-    Variant("unsampled", "spans+metrics+content with every span unsampled: livekit-otel's "
+    Variant(UNSAMPLED, "spans+metrics+content with every span unsampled: livekit-otel's "
             "own work and the metrics SDK, without the SDK recording spans",
             spans=True, metrics=True, options={"capture_content": True}, sampled=False),
 )  # fmt: skip
-UNSAMPLED = "unsampled"
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 FULL = "spans+metrics+content"
 """The variant the targets are judged on: everything livekit-otel records, on."""

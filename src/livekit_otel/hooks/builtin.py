@@ -61,13 +61,7 @@ class _PassThroughTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        try:
-            parent = trace.get_current_span(context)
-            if isinstance(parent, trace.NonRecordingSpan):
-                return parent
-            return trace.NonRecordingSpan(parent.get_span_context())
-        except Exception:  # a broken span of someone else's must not break LiveKit
-            return trace.INVALID_SPAN
+        return _pass_through(trace.get_current_span(context))
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -82,8 +76,9 @@ class _PassThroughTracer(trace.Tracer):
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
     ) -> Iterator[trace.Span]:
-        span = self.start_span(name, context)
-        if context is None and span is trace.get_current_span():
+        parent = trace.get_current_span(context)
+        span = _pass_through(parent)
+        if context is None and span is parent:
             # nested in another of LiveKit's spans: its pass-through span is current already
             yield span
             return
@@ -92,6 +87,17 @@ class _PassThroughTracer(trace.Tracer):
             yield span
         finally:
             otel_context.detach(token)
+
+
+def _pass_through(parent: trace.Span) -> trace.Span:
+    """The non-recording span LiveKit gets under ``parent``: the parent itself when it records
+    nothing, else one carrying its context."""
+    try:
+        if isinstance(parent, trace.NonRecordingSpan):
+            return parent
+        return trace.NonRecordingSpan(parent.get_span_context())
+    except Exception:  # a broken span of someone else's must not break LiveKit
+        return trace.INVALID_SPAN
 
 
 class PassThroughTracerProvider(trace.NoOpTracerProvider):

@@ -6,6 +6,9 @@ flattened with dots), so copying a metrics object costs a few attribute reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -27,7 +30,10 @@ KIND_BY_CLASS = {
 _FIRST_ONLY = frozenset({"timestamp", "ttft", "ttfb", "tokens_per_second"})
 _SKIPPED = frozenset({"type"})
 
-_Plan = tuple[tuple[tuple[str, ...], str, bool], ...]
+_Reader = Callable[[Any], Any]
+_Plan = tuple[tuple[_Reader, str, bool, bool], ...]
+"""Per field: how to read it, its key, whether only the first value counts, whether it is
+``cancelled`` (true if any was)."""
 _plans: dict[type, _Plan | None] = {}
 
 
@@ -44,7 +50,7 @@ def _fields(model_type: type) -> list[str]:
 
 
 def _plan_for(metrics_type: type, kind: str) -> _Plan:
-    entries: list[tuple[tuple[str, ...], str, bool]] = []
+    entries: list[tuple[_Reader, str, bool, bool]] = []
 
     def walk(model_type: type, path: tuple[str, ...]) -> None:
         for name in _fields(model_type):
@@ -56,7 +62,8 @@ def _plan_for(metrics_type: type, kind: str) -> _Plan:
                 walk(nested, (*path, name))
             else:
                 key = METRICS_PREFIX + kind + "." + ".".join((*path, name))
-                entries.append(((*path, name), key, name in _FIRST_ONLY))
+                read = partial(_read, path=(*path, name)) if path else attrgetter(name)
+                entries.append((read, key, name in _FIRST_ONLY, name == "cancelled"))
 
     walk(metrics_type, ())
     return tuple(entries)
@@ -72,6 +79,7 @@ def _nested_model(field_info: Any) -> type | None:
 
 
 def _read(metrics: Any, path: tuple[str, ...]) -> Any:
+    """A nested field (a flat one, declared on the model, is read by ``attrgetter``)."""
     value = metrics
     for name in path:
         value = getattr(value, name, None)
@@ -99,8 +107,8 @@ class MetricsAggregate:
         values = self._values
         first = self.requests == 0
         self.requests += 1
-        for path, key, first_only in plan:
-            value = getattr(metrics, path[0], None) if len(path) == 1 else _read(metrics, path)
+        for read, key, first_only, cancelled in plan:
+            value = read(metrics)
             if value is None:
                 continue
             if first or key not in values:
@@ -111,7 +119,7 @@ class MetricsAggregate:
                 continue
             current = values[key]
             if isinstance(value, bool):
-                if path[-1] == "cancelled":
+                if cancelled:
                     values[key] = bool(current) or value
             elif isinstance(value, (int, float)) and isinstance(current, (int, float)):
                 values[key] = current + value
