@@ -332,3 +332,47 @@ def test_llm_node_offers_the_agents_tools_as_definitions(captured: TracedRun) ->
     names = sorted(tool["name"] for tool in definitions)
     assert names == sorted([WEATHER.name, BOOKING.name])
     assert all(tool["type"] == "function" and "parameters" in tool for tool in definitions)
+
+
+def test_each_tool_is_described_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call of an agent offers the same tools; LiveKit's schema builder (a new
+    pydantic model per call) runs for the first call only, and every call still carries
+    the definition, for a tool defined on the agent's class without its ``self``."""
+    from livekit.agents import function_tool
+    from livekit.agents.llm import utils
+    from livekit_otel_dev.scripted import ScriptedAgent
+
+    class ConciergeAgent(ScriptedAgent):
+        @function_tool
+        async def opening_hours(self, restaurant: str) -> str:
+            """When a restaurant is open.
+
+            Args:
+                restaurant: the restaurant's name
+            """
+            return "noon to midnight"
+
+    built: list[str] = []
+    builder = utils.build_legacy_openai_schema
+
+    def counting_builder(tool: Any, **options: Any) -> dict[str, Any]:
+        built.append(tool.__name__)
+        return builder(tool, **options)
+
+    monkeypatch.setattr(utils, "build_legacy_openai_schema", counting_builder)
+
+    async def calls(tracing: Tracing) -> list[TracedRun]:
+        return [
+            await trace_session(tracing, ["hello there"], mode="text", agent=ConciergeAgent())
+            for _ in range(2)
+        ]
+
+    with instrumented() as tracing:
+        runs = asyncio.run(calls(tracing))
+    for traced in runs:
+        (node,) = traced.tree.named("llm_node")
+        offered = json.loads(attributes(node)["gen_ai.tool.definitions"])
+        (hours,) = [tool for tool in offered if tool["name"] == "opening_hours"]
+        assert hours["description"].strip() == "When a restaurant is open."
+        assert list(hours["parameters"]["properties"]) == ["restaurant"]
+    assert built.count("opening_hours") == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -392,8 +393,33 @@ def function_tools(tool_ctx: Any) -> list[Any]:
     return list(tools.values()) if isinstance(tools, dict) else []
 
 
+_TOOL_DEFINITIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any] | None]]
+_TOOL_DEFINITIONS = weakref.WeakKeyDictionary()
+"""Tool definitions already built, by the tool's function, then by its name, description
+and whether it is bound to an agent: every call of an agent offers the same tools."""
+
+
 def tool_definition(tool: Any) -> dict[str, Any] | None:
-    """One tool as ``{"type": "function", "name", "description", "parameters"}``."""
+    """One tool as ``{"type": "function", "name", "description", "parameters"}``.
+
+    Built once per tool in the process: LiveKit derives a tool's schema through a new
+    pydantic model each time (about 1 ms a tool, and garbage for the collector), and each
+    call of an agent offers the same tools. The definition returned is shared: read only.
+    """
+    function = getattr(tool, "_func", None) or getattr(tool, "__func__", tool)  # 1.4+ / 1.3
+    info = getattr(tool, "info", None)
+    bound = getattr(tool, "_instance", None) is not None or hasattr(tool, "__self__")
+    variant = (getattr(info, "name", None), getattr(info, "description", None), bound)
+    try:
+        known = _TOOL_DEFINITIONS.setdefault(function, {})
+    except TypeError:  # a callable that takes no weak reference
+        return _build_tool_definition(tool)
+    if variant not in known:
+        known[variant] = _build_tool_definition(tool)
+    return known[variant]
+
+
+def _build_tool_definition(tool: Any) -> dict[str, Any] | None:
     raw = _raw_schema(tool)
     if raw is not None:
         return {
