@@ -292,3 +292,26 @@ def test_memory_held_by_livekit_otel_and_the_sdk_stays_flat(long_session: LongSe
         f"livekit-otel and SDK code hold {long_session.traced_growth} more bytes after "
         f"the last {TRACED_TURNS} turns; top lines: {long_session.traced_top}"
     )
+
+
+def test_spoken_utterances_are_freed_while_the_session_goes_on() -> None:
+    """LiveKit keeps each finished reply task, and the context it started in, for the
+    whole session; the utterance being committed when the task started (its STT metrics,
+    its audio clip) must not live on in that context once its span is written."""
+    spoken_turns = 8
+
+    async def session() -> Counter[str]:
+        conversation = ScriptedConversation()
+        await conversation.start()
+        for index in range(spoken_turns):
+            await conversation.user_says(UserTurn(f"spoken turn {index}"))
+        alive = census()
+        await conversation.aclose()
+        return alive
+
+    with instrumented(audio="turns"):
+        alive = asyncio.run(session())
+    assert alive[user_turns_module.UserTurn.__name__] <= 1, (
+        f"{alive[user_turns_module.UserTurn.__name__]} utterances alive after "
+        f"{spoken_turns} spoken turns"
+    )

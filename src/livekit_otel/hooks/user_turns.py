@@ -12,7 +12,7 @@ from typing import Any
 from .. import compat
 from ..recording.recorder import recorder_of
 from ..recording.spans import now
-from ..recording.user_turns import COMMITTING_TURN, UserTurns
+from ..recording.user_turns import COMMITTING_TURN, UserTurns, mark_committing
 from .guard import Hook, State, Wrapper
 
 
@@ -30,7 +30,7 @@ def end_of_turn(state: State, hook: Hook) -> Wrapper:
             return None
         info = args[0] if args else kwargs.get("info")
         turn = turns.begin_commit(compat.end_of_turn_transcript(info))
-        return turns, turn, COMMITTING_TURN.set(turn)
+        return turns, turn, mark_committing(turn)
 
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -9,9 +9,10 @@ after its end of turn: then its span stays open, end time fixed, until they come
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -35,6 +36,7 @@ class UserTurn:
         "stopped_at",
         "stt",
         "transcript",
+        "__weakref__",
     )
 
     def __init__(self, started_at: float, input_mode: str) -> None:
@@ -66,10 +68,23 @@ class UserTurn:
 
 
 # the user turn being committed; the task LiveKit starts for it inherits this, and emits
-# the end-of-turn metrics from there
-COMMITTING_TURN: ContextVar[UserTurn | None] = ContextVar(
+# the end-of-turn metrics from there. A weak reference: LiveKit keeps its finished speech
+# tasks, and their contexts, as long as the session, and a turn (its STT metrics, its
+# audio clip) must not live that long
+COMMITTING_TURN: ContextVar[weakref.ref[UserTurn] | None] = ContextVar(
     "livekit_otel_committing_turn", default=None
 )
+
+
+def mark_committing(turn: UserTurn) -> Token[weakref.ref[UserTurn] | None]:
+    """``turn`` is being committed in the running task (and the tasks it starts)."""
+    return COMMITTING_TURN.set(weakref.ref(turn))
+
+
+def committing_turn() -> UserTurn | None:
+    """The user turn whose commit the running task belongs to, while it is still held."""
+    reference = COMMITTING_TURN.get()
+    return reference() if reference is not None else None
 
 # writes a turn (with its end-of-turn metrics, if any) and returns its span, not yet
 # ended, and the span's end time in ns
@@ -131,7 +146,7 @@ class UserTurns:
 
     def unanswered(self) -> UserTurn | None:
         """The committed utterance no reply answers yet (the one a new reply answers)."""
-        committing = COMMITTING_TURN.get()
+        committing = committing_turn()
         for turn in (committing, *reversed(self._awaiting_eou), self.last_server_turn):
             if turn is not None and turn.owner is None:
                 return turn
@@ -238,7 +253,7 @@ class UserTurns:
 
     def end_of_turn(self, metrics: Any, speech_id: str | None) -> UserTurn | None:
         """End-of-turn metrics: the committed utterance they decided is written now."""
-        turn = COMMITTING_TURN.get()
+        turn = committing_turn()
         if turn is None or turn not in self._awaiting_eou:
             turn = self._awaiting_eou[0] if self._awaiting_eou else None
         if turn is None:
