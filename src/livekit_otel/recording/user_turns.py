@@ -25,6 +25,7 @@ class UserTurn:
     """One user utterance while it is being heard."""
 
     __slots__ = (
+        "__weakref__",
         "audio",
         "committed_at",
         "ends_at_speech_end",
@@ -36,7 +37,6 @@ class UserTurn:
         "stopped_at",
         "stt",
         "transcript",
-        "__weakref__",
     )
 
     def __init__(self, started_at: float, input_mode: str) -> None:
