@@ -86,6 +86,7 @@ def committing_turn() -> UserTurn | None:
     reference = COMMITTING_TURN.get()
     return reference() if reference is not None else None
 
+
 # writes a turn (with its end-of-turn metrics, if any) and returns its span, not yet
 # ended, and the span's end time in ns
 TurnWriter = Callable[[UserTurn, Any | None], tuple[Span, int]]
