@@ -1,0 +1,97 @@
+"""Instructions per turn, counted by valgrind: a figure that does not move with the machine.
+
+Time on a shared machine moves by a fifth from minute to minute; the number of machine
+instructions a turn executes moves far less. Each session runs in its own process under
+valgrind's ``cachegrind`` (instruction counts only), with garbage collection off (where a
+full pass falls would otherwise decide the count), once with ``--short`` and once with
+``--long`` turns; the difference divided by the extra turns is the cost of a steady turn,
+without imports and set-up. Each variant is compared with ``off``. The scripted call runs
+on timers, so a session's count still moves by about 1 % from run to run, and the part
+livekit-otel adds by about a tenth: compare changes over two runs or more. Instructions
+are not time (system calls and cache misses are not in them): this says where the work
+is and whether a change removed some; ``make bench`` says what it costs.
+
+::
+
+    python bench/instructions.py                                 # spans+metrics+content
+    python bench/instructions.py --variants spans,unsampled      # several, each against off
+
+Needs valgrind (``apt-get install valgrind``); each pair of runs takes about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from worker import FULL, VARIANTS_BY_NAME
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def instructions(config: str, turns: int) -> int:
+    """Instructions one worker process executed for a ``config`` session of ``turns``."""
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        str(BENCH / "worker.py"),
+        "--config",
+        config,
+        "--turns",
+        str(turns),
+        "--no-gc",
+    ]
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=environment)
+    found = REFS.search(run.stderr)
+    if run.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind run of {config} failed:\n{run.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_turn(config: str, short: int, long: int) -> float:
+    """Instructions of one steady turn: the long session's extra over the short one's."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda turns: instructions(config, turns), (short, long))
+    return (second - first) / (long - short)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=FULL, help=f"comma-separated ({FULL})")
+    parser.add_argument("--short", type=int, default=20, help="turns of the short session (20)")
+    parser.add_argument("--long", type=int, default=80, help="turns of the long session (80)")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install valgrind")
+    names = [name for name in args.variants.split(",") if name]
+    unknown = sorted(set(names) - set(VARIANTS_BY_NAME))
+    if unknown or args.long <= args.short:
+        raise SystemExit(
+            f"choose variants from {', '.join(VARIANTS_BY_NAME)}, and --long above --short"
+        )
+    off = per_turn("off", args.short, args.long)
+    print(f"off: {off / 1e6:.2f} M instructions per turn")
+    for name in names:
+        traced = per_turn(name, args.short, args.long)
+        added = traced - off
+        print(
+            f"{name}: {traced / 1e6:.2f} M per turn, {added / 1e6:+.3f} M over off "
+            f"({100 * added / off:+.1f} %)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
