@@ -15,6 +15,7 @@ is and whether a change removed some; ``make bench`` says what it costs.
 
     python bench/instructions.py                                 # spans+metrics+content
     python bench/instructions.py --variants spans,unsampled      # several, each against off
+    python bench/instructions.py --sdk     # the SDK alone: a span, an attribute, a data point
 
 Needs valgrind (``apt-get install valgrind``); each pair of runs takes about a minute.
 """
@@ -39,24 +40,25 @@ REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 def instructions(config: str, turns: int) -> int:
     """Instructions one worker process executed for a ``config`` session of ``turns``."""
+    script = [str(BENCH / "worker.py"), "--config", config, "--turns", str(turns), "--no-gc"]
+    return counted(script, config)
+
+
+def counted(script: list[str], label: str) -> int:
+    """Instructions a Python process running ``script`` executed, counted by valgrind."""
     command = [
         "valgrind",
         "--tool=cachegrind",
         "--cache-sim=no",
         "--cachegrind-out-file=/dev/null",
         sys.executable,
-        str(BENCH / "worker.py"),
-        "--config",
-        config,
-        "--turns",
-        str(turns),
-        "--no-gc",
+        *script,
     ]
     environment = {**os.environ, "PYTHONHASHSEED": "0"}
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=environment)
     found = REFS.search(run.stderr)
     if run.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind run of {config} failed:\n{run.stderr[-2000:]}")
+        raise SystemExit(f"valgrind run of {label} failed:\n{run.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
 
 
@@ -67,14 +69,38 @@ def per_turn(config: str, short: int, long: int) -> float:
     return (second - first) / (long - short)
 
 
+def sdk_unit(unit: str, few: int = 1000, many: int = 6000) -> float:
+    """Instructions of one ``sdk_unit.py`` unit: a span or a data point."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(
+            lambda count: counted([str(BENCH / "sdk_unit.py"), unit, str(count)], unit),
+            (few, many),
+        )
+    return (second - first) / (many - few)
+
+
+def sdk() -> None:
+    """What the SDK itself costs per span, per attribute and per metric data point."""
+    bare = sdk_unit("span")
+    full = sdk_unit("span32")
+    point = sdk_unit("point")
+    print(f"a span started and ended, no attribute: {bare:,.0f} instructions")
+    print(f"each attribute given at its start: {(full - bare) / 32:,.0f} instructions")
+    print(f"a histogram data point with four attributes: {point:,.0f} instructions")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=FULL, help=f"comma-separated ({FULL})")
     parser.add_argument("--short", type=int, default=20, help="turns of the short session (20)")
     parser.add_argument("--long", type=int, default=80, help="turns of the long session (80)")
+    parser.add_argument("--sdk", action="store_true", help="the SDK's own unit costs instead")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
+    if args.sdk:
+        sdk()
+        return 0
     names = [name for name in args.variants.split(",") if name]
     unknown = sorted(set(names) - set(VARIANTS_BY_NAME))
     if unknown or args.long <= args.short:
