@@ -376,3 +376,36 @@ def test_each_tool_is_described_once_per_process(monkeypatch: pytest.MonkeyPatch
         assert hours["description"].strip() == "When a restaurant is open."
         assert list(hours["parameters"]["properties"]) == ["restaurant"]
     assert built.count("opening_hours") == 1
+
+
+def test_a_raw_schema_tool_is_described_by_its_own_schema() -> None:
+    from livekit.agents import function_tool
+    from livekit_otel_dev.scripted import ScriptedAgent
+
+    async def find_parking(raw_arguments: dict[str, object]) -> str:
+        return "two spaces free"
+
+    parking = function_tool(
+        find_parking,
+        raw_schema={
+            "name": "find_parking",
+            "description": "Free parking spaces near an address.",
+            "parameters": {
+                "type": "object",
+                "properties": {"address": {"type": "string"}},
+                "required": ["address"],
+            },
+        },
+    )
+
+    async def call(tracing: Tracing) -> TracedRun:
+        agent = ScriptedAgent(tools=[parking])
+        return await trace_session(tracing, ["hello there"], mode="text", agent=agent)
+
+    with instrumented() as tracing:
+        traced = asyncio.run(call(tracing))
+    (node,) = traced.tree.named("llm_node")
+    (offered,) = json.loads(attributes(node)["gen_ai.tool.definitions"])
+    assert offered["name"] == "find_parking"
+    assert offered["description"] == "Free parking spaces near an address."
+    assert offered["parameters"]["properties"]["address"] == {"type": "string"}

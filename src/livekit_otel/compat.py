@@ -395,31 +395,19 @@ def function_tools(tool_ctx: Any) -> list[Any]:
 
 _TOOL_DEFINITIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any] | None]]
 _TOOL_DEFINITIONS = weakref.WeakKeyDictionary()
-"""Tool definitions already built, by the tool's function, then by its name, description
-and whether it is bound to an agent: every call of an agent offers the same tools."""
+"""Definitions built from a tool's signature, by the tool's function, then by its name,
+description and whether it is bound to an agent: every call of an agent offers the same
+tools."""
 
 
 def tool_definition(tool: Any) -> dict[str, Any] | None:
     """One tool as ``{"type": "function", "name", "description", "parameters"}``.
 
-    Built once per tool in the process: LiveKit derives a tool's schema through a new
-    pydantic model each time (about 1 ms a tool, and garbage for the collector), and each
-    call of an agent offers the same tools. The definition returned is shared: read only.
+    A tool with a raw schema is read as it is. Any other is described once in the process:
+    LiveKit derives its schema through a new pydantic model each time (about 1 ms a tool,
+    and garbage for the collector), and each call of an agent offers the same tools. The
+    definition returned is shared: read only.
     """
-    function = getattr(tool, "_func", None) or getattr(tool, "__func__", tool)  # 1.4+ / 1.3
-    info = getattr(tool, "info", None)
-    bound = getattr(tool, "_instance", None) is not None or hasattr(tool, "__self__")
-    variant = (getattr(info, "name", None), getattr(info, "description", None), bound)
-    try:
-        known = _TOOL_DEFINITIONS.setdefault(function, {})
-    except TypeError:  # a callable that takes no weak reference
-        return _build_tool_definition(tool)
-    if variant not in known:
-        known[variant] = _build_tool_definition(tool)
-    return known[variant]
-
-
-def _build_tool_definition(tool: Any) -> dict[str, Any] | None:
     raw = _raw_schema(tool)
     if raw is not None:
         return {
@@ -428,6 +416,20 @@ def _build_tool_definition(tool: Any) -> dict[str, Any] | None:
             "description": raw.get("description") or "",
             "parameters": raw.get("parameters", {}),
         }
+    function = getattr(tool, "_func", None) or getattr(tool, "__func__", tool)  # 1.4+ / 1.3
+    info = getattr(tool, "info", None)
+    bound = getattr(tool, "_instance", None) is not None or hasattr(tool, "__self__")
+    variant = (getattr(info, "name", None), getattr(info, "description", None), bound)
+    try:
+        known = _TOOL_DEFINITIONS.setdefault(function, {})
+    except TypeError:  # a callable that takes no weak reference
+        return _schema_definition(tool)
+    if variant not in known:
+        known[variant] = _schema_definition(tool)
+    return known[variant]
+
+
+def _schema_definition(tool: Any) -> dict[str, Any] | None:
     try:
         from livekit.agents.llm.utils import build_legacy_openai_schema
 
