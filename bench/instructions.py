@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,13 +39,7 @@ ROOT = BENCH.parent
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def instructions(config: str, turns: int) -> int:
-    """Instructions one worker process executed for a ``config`` session of ``turns``."""
-    script = [str(BENCH / "worker.py"), "--config", config, "--turns", str(turns), "--no-gc"]
-    return counted(script, config)
-
-
-def counted(script: list[str], label: str) -> int:
+def counted(script: list[str]) -> int:
     """Instructions a Python process running ``script`` executed, counted by valgrind."""
     command = [
         "valgrind",
@@ -58,25 +53,29 @@ def counted(script: list[str], label: str) -> int:
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=environment)
     found = REFS.search(run.stderr)
     if run.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind run of {label} failed:\n{run.stderr[-2000:]}")
+        raise SystemExit(f"valgrind run of {' '.join(script)} failed:\n{run.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
 
 
-def per_turn(config: str, short: int, long: int) -> float:
-    """Instructions of one steady turn: the long session's extra over the short one's."""
+def per_unit(script: Callable[[int], list[str]], few: int, many: int) -> float:
+    """Instructions of one more unit (a turn, a span): ``script(many)`` over ``script(few)``,
+    both run at once, divided by the extra units; imports and set-up cancel out."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(lambda turns: instructions(config, turns), (short, long))
-    return (second - first) / (long - short)
-
-
-def sdk_unit(unit: str, few: int = 1000, many: int = 6000) -> float:
-    """Instructions of one ``sdk_unit.py`` unit: a span or a data point."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(
-            lambda count: counted([str(BENCH / "sdk_unit.py"), unit, str(count)], unit),
-            (few, many),
-        )
+        first, second = pool.map(lambda count: counted(script(count)), (few, many))
     return (second - first) / (many - few)
+
+
+def per_turn(config: str, short: int, long: int) -> float:
+    """Instructions of one steady turn of a ``config`` session."""
+    worker = str(BENCH / "worker.py")
+    return per_unit(
+        lambda turns: [worker, "--config", config, "--turns", str(turns), "--no-gc"], short, long
+    )
+
+
+def sdk_unit(unit: str) -> float:
+    """Instructions of one ``sdk_unit.py`` unit: a span or a data point."""
+    return per_unit(lambda count: [str(BENCH / "sdk_unit.py"), unit, str(count)], 1000, 6000)
 
 
 def sdk() -> None:

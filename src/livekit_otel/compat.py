@@ -393,8 +393,9 @@ def function_tools(tool_ctx: Any) -> list[Any]:
     return list(tools.values()) if isinstance(tools, dict) else []
 
 
-_TOOL_DEFINITIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any] | None]]
-_TOOL_DEFINITIONS = weakref.WeakKeyDictionary()
+_TOOL_DEFINITIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any] | None]] = (
+    weakref.WeakKeyDictionary()
+)
 """Definitions built from a tool's signature, by the tool's function, then by its name,
 description and whether it is bound to an agent: every call of an agent offers the same
 tools."""
